@@ -1,0 +1,62 @@
+"""The `conciser` command line: one explicit table of sub-commands, each a module with
+`add_arguments(parser)` and `run(args) -> int`. Modules are imported only when their command runs,
+so `conciser --help` stays fast and a broken optional dependency only breaks its own command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name -> (module, one-line help). Adding a command = one module + one line here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("conciser.trainers.train", "GRPO training from a recipe: conciser train RECIPE [key=value ...]"),
+    "eval": ("conciser.eval.cli", "evaluate a model on benchmarks (accuracy and tokens)"),
+    "demo": ("conciser.demo", "toy base -> GRPO with a length reward -> eval base vs trained"),
+    "toy-base": ("conciser.trainers.toy_sft_cli", "build (or locate) the cached toy overthinking base model"),
+    "recipes": ("conciser.recipes_cli", "list the bundled recipes"),
+    "env": ("conciser.env", "print versions of the packages conciser depends on"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conciser", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = build_parser()
+    # Parse only the global flags and the command name here; the command's own parser does the rest.
+    known, rest = top.parse_known_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if known.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+    )
+    if known.command is None:
+        top.print_help()
+        return 0
+    module_name, help_ = COMMANDS[known.command]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"conciser {known.command}", description=help_)
+    module.add_arguments(parser)
+    idx = argv.index(known.command)
+    args = parser.parse_args(argv[idx + 1:])
+    try:
+        return int(module.run(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        # Configuration and input errors: the message says what is wrong and what to set instead.
+        if known.verbose:
+            raise
+        print(f"conciser {known.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""The toy task: chained modular addition, solved step by step, with verbose "overthinking" traces.
+
+A problem is a start digit and k named operands; the answer is the running sum mod 10:
+
+    prompt      solve : start 8 ; a + 3 ; b + 9 ; c + 4 ; end
+    minimal     <think> a: 8 + 3 = 1 . b: 1 + 9 = 0 . c: 0 + 4 = 4 . </think> \\boxed{ 4 } <|end|>
+
+Every step names its operand ("b: 1 + 9 = 0 ."), so each needed step is a local lookup a tiny
+transformer can learn; the minimal completion has 7k + 6 tokens (EOS included, as TRL counts it).
+
+The *verbose* traces the base model is trained on (DESIGN §4) add what makes the real problem hard:
+  * slips: a step's result is sometimes wrong; a re-check always follows and fixes it, so reflection
+    sometimes pays and dropping checks blindly costs accuracy until the policy stops slipping;
+  * redundant re-checks ("wait , check b: 1 + 9 = 0 . ok .") and filler of random length;
+  * a final re-verification pass of all steps, R1 style;
+  * on easy levels, an occasional shortcut (answer guessed with no steps), sometimes right.
+Hard levels' verbose traces overrun the default generation cap (`DEFAULT_MAX_COMPLETION`) although
+the base solves them with an ample budget, so at the default cap conciseness *raises* accuracy.
+
+Everything is deterministic given a seed. `build_tokenizer()` makes the word-level tokenizer with its
+chat template; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass, field
+
+# Difficulty level -> number of steps k. Level 1 is easy, level 5 hard.
+LEVELS: dict[int, int] = {1: 2, 2: 3, 3: 5, 4: 7, 5: 9}
+NAMES = "abcdefghijkl"
+# The generation cap used by toy training and evaluation unless a recipe says otherwise. The
+# verbose base overruns it on levels 4-5, as R1-distilled models overrun theirs on hard problems.
+DEFAULT_MAX_COMPLETION = 160
+EOS = "<|end|>"
+PAD = "<pad>"
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+SYSTEM_PROMPT = None  # the toy has no system prompt; kept explicit for the chat template
+
+
+def minimal_tokens(k: int) -> int:
+    """Token count of the shortest correct completion for a k-step problem (EOS included)."""
+    return 7 * k + 6
+
+
+@dataclass(frozen=True)
+class ToyProblem:
+    """One toy problem. `prompt` is the user message; `answer` the gold digit as a string."""
+
+    id: str
+    level: int
+    start: int
+    operands: tuple[int, ...]
+    answer: str
+    minimal_tokens: int
+
+    @property
+    def prompt(self) -> str:
+        ops = " ".join(f"; {NAMES[i]} + {v}" for i, v in enumerate(self.operands))
+        return f"solve : start {self.start} {ops} ; end"
+
+    def to_row(self) -> dict:
+        """A dataset row: the column names every conciser dataset uses."""
+        return {
+            "problem_id": self.id,
+            "prompt": [{"role": "user", "content": self.prompt}],
+            "answer": self.answer,
+            "level": self.level,
+            "minimal_tokens": self.minimal_tokens,
+        }
+
+
+def make_problem(rng: random.Random, level: int) -> ToyProblem:
+    k = LEVELS[level]
+    start = rng.randrange(10)
+    operands = tuple(rng.randrange(10) for _ in range(k))
+    answer = (start + sum(operands)) % 10
+    key = f"{level}:{start}:{','.join(map(str, operands))}"
+    pid = f"toy-L{level}-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+    return ToyProblem(pid, level, start, operands, str(answer), minimal_tokens(k))
+
+
+def make_problems(n: int, seed: int, levels: tuple[int, ...] = tuple(LEVELS), exclude: set[str] = frozenset()) -> list[ToyProblem]:
+    """n distinct problems, levels cycled evenly, none of whose ids is in `exclude`."""
+    rng = random.Random(seed)
+    out: list[ToyProblem] = []
+    seen = set(exclude)
+    i = 0
+    while len(out) < n:
+        p = make_problem(rng, levels[i % len(levels)])
+        i += 1
+        if p.id in seen:
+            if i > 100 * n + 1000:
+                raise ValueError(f"cannot draw {n} distinct toy problems from levels {levels}")
+            continue
+        seen.add(p.id)
+        out.append(p)
+    return out
+
+
+# Held-out evaluation problems come from their own seed; training sets exclude their ids.
+EVAL_SEED = 20261121
+
+
+def eval_problems(n: int = 250) -> list[ToyProblem]:
+    return make_problems(n, seed=EVAL_SEED)
+
+
+def train_problems(n: int, seed: int = 0) -> list[ToyProblem]:
+    held_out = {p.id for p in eval_problems(1000)}
+    return make_problems(n, seed=seed, exclude=held_out)
+
+
+@dataclass(frozen=True)
+class Verbosity:
+    """How the overthinking base writes. Probabilities are per step unless noted."""
+
+    p_slip: float = 0.08          # a step's result is wrong; a fixing re-check always follows
+    p_check: float = 0.6          # redundant re-check of a correct step
+    p_filler: float = 0.5         # filler phrase(s) after a step (1-2 phrases)
+    p_final_pass: float = 0.6     # per problem: re-verify every step at the end
+    p_shortcut: float = 0.06      # per problem, levels with k <= 3 only: guess with no steps
+    shortcut_max_k: int = 3
+
+
+FILLERS = ("hmm , let me think .", "so far so good .", "let me be careful .")
+
+
+def _step(name: str, prev: int, v: int, result: int) -> list[str]:
+    return [f"{name}:", str(prev), "+", str(v), "=", str(result), "."]
+
+
+def verbose_trace(p: ToyProblem, rng: random.Random, style: Verbosity = Verbosity()) -> str:
+    """One overthinking completion for `p` (always correct; its slips are fixed)."""
+    k = len(p.operands)
+    out: list[str] = [THINK_OPEN]
+    if k <= style.shortcut_max_k and rng.random() < style.p_shortcut:
+        out += ["hmm", ",", "quick", ".", THINK_CLOSE, "\\boxed{", p.answer, "}", EOS]
+        return " ".join(out)
+    if rng.random() < 0.5:
+        out += rng.choice(FILLERS).split()
+    cur = p.start
+    for i, v in enumerate(p.operands):
+        name = NAMES[i]
+        nxt = (cur + v) % 10
+        if rng.random() < style.p_slip:
+            wrong = (nxt + rng.randrange(1, 10)) % 10
+            out += _step(name, cur, v, wrong)
+            out += ["wait", ",", "check"] + _step(name, cur, v, nxt) + ["fix", "."]
+        else:
+            out += _step(name, cur, v, nxt)
+            if rng.random() < style.p_check:
+                out += ["wait", ",", "check"] + _step(name, cur, v, nxt) + ["ok", "."]
+        if rng.random() < style.p_filler:
+            for _ in range(rng.randint(1, 2)):
+                out += rng.choice(FILLERS).split()
+        cur = nxt
+    if rng.random() < style.p_final_pass:
+        out += ["wait", ",", "let", "me", "verify", "again", "."]
+        cur = p.start
+        for i, v in enumerate(p.operands):
+            nxt = (cur + v) % 10
+            out += _step(NAMES[i], cur, v, nxt)
+            cur = nxt
+        out += ["ok", "."]
+    out += [THINK_CLOSE, "\\boxed{", p.answer, "}", EOS]
+    return " ".join(out)
+
+
+def minimal_trace(p: ToyProblem) -> str:
+    out = [THINK_OPEN]
+    cur = p.start
+    for i, v in enumerate(p.operands):
+        nxt = (cur + v) % 10
+        out += _step(NAMES[i], cur, v, nxt)
+        cur = nxt
+    out += [THINK_CLOSE, "\\boxed{", p.answer, "}", EOS]
+    return " ".join(out)
+
+
+# ---------------------------------------------------------------- answer format and grading
+
+_BOXED = re.compile(r"\\boxed\{\s*([^{}]*?)\s*\}")
+
+
+def extract_answer(completion: str) -> str | None:
+    """The last \\boxed{} after the end of thinking (None if thinking never ends or no box)."""
+    if THINK_OPEN in completion or THINK_CLOSE in completion:
+        if THINK_CLOSE not in completion:
+            return None
+        completion = completion.rsplit(THINK_CLOSE, 1)[1]
+    found = _BOXED.findall(completion)
+    return found[-1] if found else None
+
+
+def format_ok(completion: str) -> bool:
+    """Thinking closed and a boxed answer after it."""
+    return extract_answer(completion) is not None
+
+
+# ---------------------------------------------------------------- tokenizer
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}<|user|> {{ message['content'] }} "
+    "{% elif message['role'] == 'system' %}<|system|> {{ message['content'] }} "
+    "{% elif message['role'] == 'assistant' %}<|assistant|> {{ message['content'] }} <|end|> "
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def vocabulary() -> list[str]:
+    specials = [PAD, "<unk>", "<|user|>", "<|assistant|>", "<|system|>", EOS, THINK_OPEN, THINK_CLOSE]
+    digits = [str(d) for d in range(10)]
+    names = [f"{c}:" for c in NAMES] + list(NAMES)
+    words = ["+", "=", ".", ";", ",", "solve", "start", "end", "wait", "check", "ok", "fix",
+             "verify", "again", "quick", "\\boxed{", "}"]
+    for f in FILLERS + ("let me verify again .",):
+        words += [w for w in f.split() if w not in words]
+    seen: list[str] = []
+    for t in specials + digits + names + words:
+        if t not in seen:
+            seen.append(t)
+    return seen
+
+
+def build_tokenizer():
+    """A word-level PreTrainedTokenizerFast with the toy chat template (built locally)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(vocabulary())}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="<unk>", pad_token=PAD, eos_token=EOS,
+        bos_token=None, model_max_length=2048,
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    tok.padding_side = "left"
+    return tok
