@@ -1,0 +1,61 @@
+"""Length rewards for concise reasoning, one module per method family, behind one registry.
+
+Every reward sees the *gathered global batch* (:class:`RolloutBatch`) and returns one float per
+completion: the method's total reward as its paper defines it (correctness term included).
+``reward(batch)`` is pure; stateful rewards (``stateful = True``) learn only in ``observe(batch)``,
+which the trainer calls once per optimizer step (evaluation never does), and checkpoint through
+``state_dict()`` / ``load_state_dict()`` (JSON, with a ``"version"`` and the config).
+
+    from conciser.rewards import RolloutBatch, build_reward
+    reward = build_reward("laser", target_length=4096)
+    batch = RolloutBatch(problem_ids=["q1", "q1"], lengths=[900, 5000], correct=[True, True],
+                         truncated=[False, False], format_ok=[True, True], max_length=16384)
+    reward(batch)   # [1.5, 1.0]
+
+Add your own length reward
+--------------------------
+1. One module, ``rewards/my_reward.py`` (docstring: paper + arXiv id, what it rewards, every
+   config field with its paper default)::
+
+       from dataclasses import dataclass
+       from conciser.rewards.base import LengthReward
+
+       class MyReward(LengthReward):
+           name = "my_reward"
+
+           @dataclass(frozen=True)
+           class Config:
+               alpha: float = 0.1
+
+           def reward(self, batch):
+               return [float(ok) - self.config.alpha * n / batch.max_length
+                       for ok, n in zip(batch.solved, batch.lengths)]
+
+   A stateful reward also sets ``stateful = True`` and overrides ``observe(batch)``,
+   ``_state()`` (extra JSON fields) and ``_load_state(d)``.
+2. One registry line below: ``"my_reward": MyReward,``.
+3. One test file, ``tests/rewards/test_my_reward.py``: a table of hand-computed cases.
+4. One recipe, ``recipes/toy/my_reward.yaml``, naming it under ``rewards:``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conciser.rewards.base import LengthReward
+from conciser.rewards.batch import RolloutBatch
+from conciser.rewards.laser import Laser
+
+REWARDS: dict[str, type[LengthReward]] = {
+    "laser": Laser,
+}
+
+
+def build_reward(name: str, **config: Any) -> LengthReward:
+    """The reward registered as ``name``, configured with ``config`` (its Config fields)."""
+    if name not in REWARDS:
+        raise ValueError(f"unknown length reward {name!r}; valid names: {sorted(REWARDS)}")
+    return REWARDS[name](**config)
+
+
+__all__ = ["REWARDS", "LengthReward", "RolloutBatch", "build_reward"]

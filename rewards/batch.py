@@ -1,0 +1,123 @@
+"""``RolloutBatch``: the gathered global batch of completions that every length reward sees.
+
+One entry per completion. Completions with the same ``problem_id`` form a group (GRPO's G rollouts
+of one prompt). Lengths are completion *tokens* (from completion ids, EOS included if emitted),
+never characters; a length above ``max_length`` is rejected because it almost always means
+characters were passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+_PER_COMPLETION = ("lengths", "correct", "truncated", "format_ok")
+_OPTIONAL = ("target_lengths", "texts")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutBatch:
+    """A gathered batch of scored completions.
+
+    Fields (one entry per completion unless noted):
+        problem_ids: prompt / problem id; the same id means the same group.
+        lengths: completion length in tokens.
+        correct: the grader's verdict on the final answer.
+        truncated: True when the completion hit the cap without emitting EOS.
+        format_ok: True when the completion is well formed (closed thinking, a boxed answer).
+        max_length: the generation cap in tokens (one value for the batch).
+        step: the optimizer step that produced the batch (one value).
+        target_lengths: optional per-completion token budget (L1's n_gold).
+        texts: optional decoded completions (LASER-DE's repetition filter, curriculum's tags).
+    """
+
+    problem_ids: Sequence[str]
+    lengths: Sequence[int]
+    correct: Sequence[bool]
+    truncated: Sequence[bool]
+    format_ok: Sequence[bool]
+    max_length: int
+    step: int = 0
+    target_lengths: Sequence[int] | None = None
+    texts: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.problem_ids)
+        if n == 0:
+            raise ValueError("RolloutBatch.problem_ids is empty: a batch needs at least one "
+                             "completion")
+        for name in ("problem_ids", *_PER_COMPLETION, *_OPTIONAL):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+                raise ValueError(f"RolloutBatch.{name} must be a list, got {type(value).__name__}")
+            if len(value) != n:
+                raise ValueError(f"RolloutBatch.{name} has {len(value)} entries but problem_ids "
+                                 f"has {n}; pass one entry per completion")
+        _set(self, "max_length", _int("max_length", self.max_length, minimum=1))
+        _set(self, "step", _int("step", self.step, minimum=0))
+        for i, pid in enumerate(self.problem_ids):
+            if not isinstance(pid, str):
+                raise ValueError(f"RolloutBatch.problem_ids[{i}] is {type(pid).__name__}; "
+                                 f"problem ids must be str (use str(id))")
+        _set(self, "problem_ids", list(self.problem_ids))
+        lengths = [_int(f"lengths[{i}]", v, minimum=0) for i, v in enumerate(self.lengths)]
+        for i, length in enumerate(lengths):
+            if length > self.max_length:
+                raise ValueError(f"RolloutBatch.lengths[{i}]={length} exceeds max_length="
+                                 f"{self.max_length}; lengths must be completion tokens")
+        _set(self, "lengths", lengths)
+        for name in ("correct", "truncated", "format_ok"):
+            _set(self, name, [_bool(f"{name}[{i}]", v) for i, v in enumerate(getattr(self, name))])
+        if self.target_lengths is not None:
+            _set(self, "target_lengths", [_int(f"target_lengths[{i}]", v, minimum=1)
+                                          for i, v in enumerate(self.target_lengths)])
+        if self.texts is not None:
+            for i, text in enumerate(self.texts):
+                if not isinstance(text, str):
+                    raise ValueError(f"RolloutBatch.texts[{i}] is {type(text).__name__}, not str")
+            _set(self, "texts", list(self.texts))
+
+    def __len__(self) -> int:
+        return len(self.problem_ids)
+
+    def groups(self) -> dict[str, list[int]]:
+        """problem id -> completion indices, ids in first-seen order."""
+        out: dict[str, list[int]] = {}
+        for i, pid in enumerate(self.problem_ids):
+            out.setdefault(pid, []).append(i)
+        return out
+
+    @property
+    def solved(self) -> list[bool]:
+        """Correct, well formed and finished (not truncated): a usable final answer."""
+        return [c and f and not t for c, f, t in zip(self.correct, self.format_ok, self.truncated)]
+
+    def require(self, field: str, reward: str, fix: str = "") -> list[Any]:
+        """The optional per-completion field ``field``, or a ValueError that names the reward."""
+        value = getattr(self, field)
+        if value is None:
+            hint = f" or {fix}" if fix else ""
+            raise ValueError(f"reward {reward!r} needs RolloutBatch.{field}; pass {field}=[...] "
+                             f"(one per completion){hint}")
+        return value
+
+
+def _set(batch: RolloutBatch, name: str, value: Any) -> None:
+    object.__setattr__(batch, name, value)
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise ValueError(f"RolloutBatch.{name} must be an int, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"RolloutBatch.{name}={value} must be >= {minimum}")
+    return value
+
+
+def _bool(name: str, value: Any) -> bool:
+    if value in (0, 1) and not isinstance(value, (str, float)):
+        return bool(value)
+    raise ValueError(f"RolloutBatch.{name} must be a bool, got {value!r}")

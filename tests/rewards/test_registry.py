@@ -1,0 +1,124 @@
+"""RolloutBatch validation, the REWARDS registry, and properties every reward must keep.
+
+Run: .venv/bin/pytest tests/rewards/test_registry.py
+"""
+
+import json
+import math
+import random
+
+import pytest
+
+from conciser.rewards import REWARDS, RolloutBatch, build_reward
+
+
+def valid(**over):
+    kw = dict(problem_ids=["a", "a", "b"], lengths=[1, 2, 3], correct=[True, False, True],
+              truncated=[False, False, True], format_ok=[True, True, False], max_length=8)
+    kw.update(over)
+    return kw
+
+
+@pytest.mark.parametrize("over,match", [
+    (dict(problem_ids=[], lengths=[], correct=[], truncated=[], format_ok=[]), "problem_ids is empty"),
+    (dict(lengths=[1, 2]), "lengths has 2 entries"),
+    (dict(correct=[True]), "correct has 1 entries"),
+    (dict(truncated=[False] * 4), "truncated has 4 entries"),
+    (dict(format_ok=[True, True]), "format_ok has 2 entries"),
+    (dict(lengths=[1, -2, 3]), r"lengths\[1\]=-2 must be >= 0"),
+    (dict(lengths=[1, 2.5, 3]), r"lengths\[1\] must be an int"),
+    (dict(lengths=[1, 2, 9]), r"lengths\[2\]=9 exceeds max_length=8"),
+    (dict(max_length=0), "max_length=0"),
+    (dict(step=-1), "step=-1"),
+    (dict(correct=[True, "yes", False]), r"correct\[1\] must be a bool"),
+    (dict(problem_ids=["a", 1, "b"]), r"problem_ids\[1\] is int"),
+    (dict(target_lengths=[1, 2]), "target_lengths has 2 entries"),
+    (dict(target_lengths=[1, 0, 2]), r"target_lengths\[1\]=0"),
+    (dict(texts=["x", "y"]), "texts has 2 entries"),
+    (dict(texts=["x", None, "z"]), r"texts\[1\]"),
+    (dict(lengths="123"), "lengths must be a list"),
+])
+def test_invalid_batches_raise_naming_the_field(over, match):
+    with pytest.raises(ValueError, match=match):
+        RolloutBatch(**valid(**over))
+
+
+def test_batch_helpers():
+    b = RolloutBatch(**valid(problem_ids=["b", "a", "b"]))
+    assert list(b.groups().items()) == [("b", [0, 2]), ("a", [1])]
+    assert b.solved == [True, False, False]
+    assert len(b) == 3
+    with pytest.raises(ValueError, match="needs RolloutBatch.texts"):
+        b.require("texts", "laser_de")
+
+
+def test_unknown_name_lists_valid_names_sorted():
+    with pytest.raises(ValueError) as e:
+        build_reward("lazer")
+    assert str(sorted(REWARDS)) in str(e.value)
+
+
+@pytest.mark.parametrize("name", sorted(REWARDS))
+def test_unknown_key_names_reward_and_key(name):
+    with pytest.raises((TypeError, ValueError)) as e:
+        build_reward(name, not_a_key=1)
+    assert name in str(e.value) and "not_a_key" in str(e.value) and "valid keys" in str(e.value)
+
+
+def random_batch(rng, step):
+    max_length = rng.choice([64, 4096, 20480])
+    n_groups, g = rng.randint(1, 5), rng.randint(1, 6)
+    ids, lengths, correct, truncated, fmt, texts, targets = [], [], [], [], [], [], []
+    for k in range(n_groups):
+        for _ in range(g):
+            t = rng.random() < 0.2
+            n = max_length if t else rng.randint(0, max_length)
+            ids.append(f"p{rng.randint(0, 6)}-{k}")
+            lengths.append(n)
+            truncated.append(t)
+            fmt.append(rng.random() < 0.9)
+            correct.append(rng.random() < 0.5)
+            texts.append(" ".join(rng.choice(["a", "b", "wait", "so"]) for _ in range(rng.randint(0, 30)))
+                         + rng.choice(["", "<think>x</think> <answer>4</answer>"]))
+            targets.append(rng.randint(1, 5000))
+    return RolloutBatch(problem_ids=ids, lengths=lengths, correct=correct, truncated=truncated,
+                        format_ok=fmt, max_length=max_length, step=step, texts=texts,
+                        target_lengths=targets)
+
+
+SMALL = {"soft_overlong": dict(cache_length=16)}  # its paper cache (4096) must fit under the cap
+
+
+@pytest.mark.parametrize("name", sorted(REWARDS))
+def test_finite_pure_and_state_round_trip_on_random_batches(name):
+    rng = random.Random(1234)
+    reward = build_reward(name, **SMALL.get(name, {}))
+    for step in range(25):
+        batch = random_batch(rng, step)
+        state = json.dumps(reward.state_dict(), sort_keys=True)
+        r1 = reward(batch)
+        r2 = reward(batch)
+        assert json.dumps(reward.state_dict(), sort_keys=True) == state, "reward() changed state"
+        assert r1 == r2 and len(r1) == len(batch)
+        assert all(isinstance(x, float) and math.isfinite(x) for x in r1), (name, r1)
+        reward.observe(batch)
+        d = json.loads(json.dumps(reward.state_dict()))
+        assert "version" in d
+        fresh = build_reward(name, **SMALL.get(name, {}))
+        fresh.load_state_dict(d)
+        assert fresh.state_dict() == reward.state_dict()
+        assert fresh(batch) == reward(batch)
+
+
+@pytest.mark.parametrize("name", sorted(REWARDS))
+def test_state_with_another_config_is_rejected(name):
+    reward = build_reward(name, **SMALL.get(name, {}))
+    d = json.loads(json.dumps(reward.state_dict()))
+    key = next(iter(d["config"]))
+    d["config"][key] = "something else"
+    with pytest.raises(ValueError, match="config"):
+        build_reward(name, **SMALL.get(name, {})).load_state_dict(d)
+    d = reward.state_dict()
+    d["version"] = -1
+    with pytest.raises(ValueError, match="version"):
+        build_reward(name, **SMALL.get(name, {})).load_state_dict(d)
