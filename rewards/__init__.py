@@ -45,9 +45,12 @@ from typing import Any
 from conciser.rewards.base import LengthReward
 from conciser.rewards.batch import RolloutBatch
 from conciser.rewards.laser import Laser
+from conciser.rewards.laser_d import LaserD, LaserDE
 
 REWARDS: dict[str, type[LengthReward]] = {
     "laser": Laser,
+    "laser_d": LaserD,
+    "laser_de": LaserDE,
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 _PER_COMPLETION = ("lengths", "correct", "truncated", "format_ok")
-_OPTIONAL = ("target_lengths", "texts")
+_OPTIONAL = ("target_lengths", "texts", "token_ids")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +29,8 @@ class RolloutBatch:
         step: the optimizer step that produced the batch (one value).
         target_lengths: optional per-completion token budget (L1's n_gold).
         texts: optional decoded completions (LASER-DE's repetition filter, curriculum's tags).
+        token_ids: optional completion token ids, ``len(token_ids[i]) == lengths[i]`` (LASER-DE's
+            repetition filter runs on token ids in the authors' code; preferred over texts).
     """
 
     problem_ids: Sequence[str]
@@ -40,6 +42,7 @@ class RolloutBatch:
     step: int = 0
     target_lengths: Sequence[int] | None = None
     texts: Sequence[str] | None = None
+    token_ids: Sequence[Sequence[int]] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.problem_ids)
@@ -78,6 +81,12 @@ class RolloutBatch:
                 if not isinstance(text, str):
                     raise ValueError(f"RolloutBatch.texts[{i}] is {type(text).__name__}, not str")
             _set(self, "texts", list(self.texts))
+        if self.token_ids is not None:
+            for i, (ids, length) in enumerate(zip(self.token_ids, lengths)):
+                if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__") or len(ids) != length:
+                    raise ValueError(f"RolloutBatch.token_ids[{i}] must be a list of {length} ids "
+                                     f"(lengths[{i}])")
+            _set(self, "token_ids", [list(ids) for ids in self.token_ids])
 
     def __len__(self) -> int:
         return len(self.problem_ids)
