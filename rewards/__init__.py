@@ -44,13 +44,45 @@ from typing import Any
 
 from conciser.rewards.base import LengthReward
 from conciser.rewards.batch import RolloutBatch
+from conciser.rewards.concise_r import ConciseR
+from conciser.rewards.cosine import Cosine
+from conciser.rewards.curriculum import Curriculum
+from conciser.rewards.dler import Dler, DlerDA
+from conciser.rewards.dot import Dot
+from conciser.rewards.drpo import Drpo
+from conciser.rewards.grpo_lambda import GrpoLambda
+from conciser.rewards.hapo import Hapo
+from conciser.rewards.kimi import Kimi
+from conciser.rewards.l1 import L1Exact, L1Max
 from conciser.rewards.laser import Laser
 from conciser.rewards.laser_d import LaserD, LaserDE
+from conciser.rewards.palu import Palu
+from conciser.rewards.shorterbetter import ShorterBetter
+from conciser.rewards.soft_overlong import SoftOverlong
+from conciser.rewards.thinkprune import ThinkPrune
 
 REWARDS: dict[str, type[LengthReward]] = {
+    # card methods
     "laser": Laser,
     "laser_d": LaserD,
     "laser_de": LaserDE,
+    "dler": Dler,
+    "dler_da": DlerDA,
+    "drpo": Drpo,
+    "hapo": Hapo,
+    "curriculum": Curriculum,
+    # the field's other methods
+    "kimi": Kimi,
+    "cosine": Cosine,
+    "l1_exact": L1Exact,
+    "l1_max": L1Max,
+    "thinkprune": ThinkPrune,
+    "shorterbetter": ShorterBetter,
+    "grpo_lambda": GrpoLambda,
+    "palu": Palu,
+    "dot": Dot,
+    "concise_r": ConciseR,
+    "soft_overlong": SoftOverlong,
 }
 
 

@@ -99,6 +99,11 @@ class RolloutBatch:
         return out
 
     @property
+    def correct_formatted(self) -> list[bool]:
+        """Correct and well formed, truncated or not: the grader's verdict on the answer."""
+        return [c and f for c, f in zip(self.correct, self.format_ok)]
+
+    @property
     def solved(self) -> list[bool]:
         """Correct, well formed and finished (not truncated): a usable final answer."""
         return [c and f and not t for c, f, t in zip(self.correct, self.format_ok, self.truncated)]
