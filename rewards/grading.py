@@ -164,15 +164,17 @@ def _normalize(s: str) -> str:
 
 
 def _latex_input(s: str) -> str:
-    """Text math-verify will read ``s`` from.
+    """Text math-verify will read the answer ``s`` from.
 
     Plain answers ("0.5", "x=3", "[1,2)") are only parsed as LaTeX inside a math environment
-    (``[1,2)`` bare yields nothing, ``x=3`` bare yields 3), so wrap them in a box; text already in
-    ``$...$`` or boxed is left as it is.
+    (``[1,2)`` bare yields nothing, ``x=3`` bare yields 3), so they are boxed. Dollar signs are
+    dropped first: an answer is all math, and a stray ``$ $`` inside one (benchmark golds have
+    them) would otherwise end the math environment early. Text that is already boxed is left as
+    it is: math-verify takes its last box.
     """
-    if _BOX_RE.search(s) or _UNESCAPED_DOLLAR.search(s):
+    if _BOX_RE.search(s):
         return s
-    return "\\boxed{" + s + "}"
+    return "\\boxed{" + _UNESCAPED_DOLLAR.sub("", s) + "}"
 
 
 @lru_cache(maxsize=4096)

@@ -54,6 +54,10 @@ ROWS = [
     ("matrix", "\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}",
      done("\\begin{pmatrix}-1&0\\\\0&-1\\end{pmatrix}"), True, None),
     ("multiple choice", "\\text{(C)}", done("C"), True, None),
+    ("gold in dollars", "$\\frac{1}{2}$", done("0.5"), True, None),
+    ("stray dollars in a gold (minerva)", "x_{0} \\cos (\\omega t)+$ $\\dot{x}_{0} \\sin (\\omega t) / \\omega",
+     done("x_0\\cos(\\omega t) + \\frac{\\dot{x}_0 \\sin(\\omega t)}{\\omega}"), True, None),
+    ("dollars inside the box", "5", "</think> \\boxed{$5$}", True, None),
     # intervals
     ("half-open interval", "(1,2]", done("(1,2]"), True, None),
     ("half-open interval, spacing", "[1,2)", done("[1, 2)"), True, None),
@@ -178,6 +182,27 @@ def test_batch_with_a_hanging_item_returns_every_other_verdict():
     assert time.monotonic() - t0 < 3.0 + 20
     assert [(g.correct, g.error) for g in got] == [(r[3], r[4]) for r in rows]
     assert [g.timed_out for g in got] == [r[0] == "tower" for r in rows]
+
+
+def test_crashed_worker_is_reported_and_replaced():
+    grade(gold="1", completion=done("1.0"))
+    killed = []
+
+    def kill_when_busy():
+        t_end = time.monotonic() + 20
+        while time.monotonic() < t_end and not killed:
+            pool = grading._POOL
+            busy = [w for w in pool.workers if w.inflight] if pool else []
+            if busy:
+                busy[0].proc.kill()  # as the OOM killer would
+                killed.append(True)
+            time.sleep(0.05)
+
+    threading.Thread(target=kill_when_busy, daemon=True).start()
+    got = grade_batch(golds=["2"], completions=[done(TOWER)], timeout=30.0, workers=1)
+    assert killed
+    assert got == [Grade(correct=False, extracted=TOWER, timed_out=False, error="worker_crashed")]
+    assert grade(gold="2", completion=done("2.0")).correct
 
 
 def test_grade_from_a_thread():
