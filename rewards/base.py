@@ -26,6 +26,7 @@ class LengthReward:
                 raise TypeError(
                     f"reward {self.name!r}: unknown config key(s) {bad}; valid keys: {valid}"
                 )
+            _check_types(self.name, self.Config, overrides)
             config = self.Config(**overrides)
         elif overrides:
             config = dataclasses.replace(config, **overrides)
@@ -61,6 +62,20 @@ class LengthReward:
 
     def _load_state(self, state: dict[str, Any]) -> None:
         pass
+
+
+def _check_types(name: str, config_cls: type, values: dict[str, Any]) -> None:
+    """Reject a value whose type does not match its field's default (None defaults: unchecked)."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    for key, value in values.items():
+        default = fields[key].default
+        if value is None and "None" in str(fields[key].type):
+            continue
+        kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,),
+                 tuple: (list, tuple)}.get(type(default))
+        if kinds and (not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool))):
+            raise TypeError(f"reward {name!r}: {key}={value!r} must be {type(default).__name__} "
+                            f"(default {default!r})")
 
 
 def _jsonable(value: Any) -> Any:

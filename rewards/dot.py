@@ -39,7 +39,7 @@ class Dot(LengthReward):
     class Config:
         success_threshold: float = 1.0
         alpha: float = 3.0
-        margin: float = 32
+        margin: float = 32.0
 
         def __post_init__(self) -> None:
             if not 0 < self.success_threshold <= 1:

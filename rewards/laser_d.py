@@ -236,6 +236,10 @@ class LaserD(LengthReward):
                                  f"C_d needs one K: sample the same number per prompt or set "
                                  f"{self.name}.group_size")
             k = sizes.pop()
+        if self.config.target_length > cap:
+            raise ValueError(f"{self.name}.target_length={self.config.target_length} (the grid's "
+                             f"lower bound) exceeds the coverage cap {cap}; set target_length "
+                             f"below the generation cap (and grid_step to suit)")
         grid = length_grid(self.config.target_length, cap, self.config.grid_step)
         lengths_by_bucket: dict[str, list[int]] = {b: [] for b in BUCKETS}
         for n_solved, lengths in groups:

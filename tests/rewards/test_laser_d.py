@@ -230,3 +230,9 @@ def test_reward_is_pure():
     b = mk(**TRAIN, texts=["a"] * 12)
     before = r.state_dict()
     assert r(b) == r(b) and r.state_dict() == before
+
+
+def test_target_length_above_the_cap_is_rejected_at_coverage_time():
+    r = build_reward("laser_d")  # L_T = 4096
+    with pytest.raises(ValueError, match="target_length=4096.*exceeds the coverage cap 40"):
+        r.update_coverage(MONITOR)

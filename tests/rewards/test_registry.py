@@ -122,3 +122,33 @@ def test_state_with_another_config_is_rejected(name):
     d["version"] = -1
     with pytest.raises(ValueError, match="version"):
         build_reward(name, **SMALL.get(name, {})).load_state_dict(d)
+
+
+@pytest.mark.parametrize("name", sorted(REWARDS))
+def test_module_docstring_cites_the_paper_and_every_config_field(name):
+    import dataclasses
+    import re
+    import sys
+
+    cls = REWARDS[name]
+    assert cls.name == name
+    doc = sys.modules[cls.__module__].__doc__
+    assert re.search(r"arXiv \d{4}\.\d{5}", doc), f"{name}: no arXiv id in the module docstring"
+    missing = [f.name for f in dataclasses.fields(cls.Config) if f.name not in doc]
+    assert not missing, f"{name}: config fields {missing} are not documented in {cls.__module__}"
+
+
+@pytest.mark.parametrize("name,config,match", [
+    ("laser", dict(target_length="4096"), "target_length='4096' must be int"),
+    ("laser", dict(alpha=True), "alpha=True must be float"),
+    ("laser", dict(target_length=4096.0), "must be int"),
+    ("dler_da", dict(truncation_lengths=4000), "must be tuple"),
+    ("hapo", dict(length_reward=1), "must be str"),
+])
+def test_config_types_are_checked_naming_the_field(name, config, match):
+    with pytest.raises(TypeError, match=match):
+        build_reward(name, **config)
+
+
+def test_ints_are_accepted_for_float_fields():
+    assert build_reward("laser", alpha=1).config.alpha == 1
