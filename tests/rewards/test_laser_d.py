@@ -236,3 +236,27 @@ def test_target_length_above_the_cap_is_rejected_at_coverage_time():
     r = build_reward("laser_d")  # L_T = 4096
     with pytest.raises(ValueError, match="target_length=4096.*exceeds the coverage cap 40"):
         r.update_coverage(MONITOR)
+
+
+@pytest.mark.parametrize("name", ["laser_d", "laser_de"])
+def test_training_source_on_random_batches_is_finite_and_round_trips(name):
+    rng = random.Random(11)
+    config = dict(coverage_source="training", target_length=8, grid_step=8, refresh_every=3,
+                  group_size=4)
+    r = build_reward(name, **config)
+    for step in range(12):
+        n_groups, g = rng.randint(1, 4), rng.randint(1, 6)
+        n = n_groups * g
+        b = mk(lengths=[rng.randint(0, 64) for _ in range(n)],
+               correct=[rng.random() < 0.5 for _ in range(n)],
+               ids=[f"p{k}" for k in range(n_groups) for _ in range(g)],
+               texts=[" ".join(rng.choice("abc") for _ in range(rng.randint(0, 40))) for _ in range(n)],
+               max_length=64, step=step)
+        before = r.state_dict()
+        out = r(b)
+        assert r.state_dict() == before and all(-1.0 <= x <= 1.5 for x in out)
+        r.observe(b)
+        fresh = build_reward(name, **config)
+        fresh.load_state_dict(json.loads(json.dumps(r.state_dict())))
+        assert fresh.state_dict() == r.state_dict() and fresh(b) == r(b)
+    assert r.state_dict()["coverage"]["step"] == 9
