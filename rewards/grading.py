@@ -10,9 +10,10 @@ cut off), and a box inside closed thinking is ignored, so a model is never credi
 it only considered. If your chat template opens the think block in the *prompt* (R1-distilled
 models do), prepend ``"<think>"`` to the completion so that an unfinished thought is recognised.
 
-Gold first, keyword-only: math-verify's ``verify(gold, pred)`` is asymmetric (e.g. gold ``3``
-accepts ``y=3`` but gold ``x=3`` rejects it), and reversed arguments are a known bug in published
-reward code. Every public function here therefore takes ``gold=`` / ``golds=`` by keyword.
+Gold first, keyword-only: math-verify's ``verify(gold, pred)`` is asymmetric (gold ``x>1`` accepts
+the answer ``(1,\\infty)``, but gold ``(1,\\infty)`` rejects the answer ``x>1``), and reversed
+arguments are a known bug in published reward code. Every public function here therefore takes
+``gold=`` / ``golds=`` by keyword.
 
 Why a process pool with deadlines: math-verify bounds its own work with ``signal.alarm``, which
 only works on the main thread of the main interpreter (TRL reward threads, async workers and Ray

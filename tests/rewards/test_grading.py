@@ -48,14 +48,16 @@ ROWS = [
     ("dollar sign", "18", done("\\$18"), True, None),
     ("complex", "6+9i", done("9i+6"), True, None),
     ("polynomial, spacing", "x^5 - x^4 + x^3 - x^2 + x - 1", done("x^5-x^4+x^3-x^2+x-1"), True, None),
-    ("ordered pair with \\left(", "\\left( 3, \\frac{\\pi}{2} \\right)", done("(3, \\frac{\\pi}{2})"), True, None),
+    ("ordered pair with \\left(", "\\left( 3, \\frac{\\pi}{2} \\right)", done("(3, \\frac{\\pi}{2})"),
+     True, None),
     ("unordered solutions", "-2,1", done("1, -2"), True, None),
     ("set with escaped braces (nested)", "\\{1,2\\}", done("\\{2, 1\\}"), True, None),
     ("matrix", "\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}",
      done("\\begin{pmatrix}-1&0\\\\0&-1\\end{pmatrix}"), True, None),
     ("multiple choice", "\\text{(C)}", done("C"), True, None),
     ("gold in dollars", "$\\frac{1}{2}$", done("0.5"), True, None),
-    ("stray dollars in a gold (minerva)", "x_{0} \\cos (\\omega t)+$ $\\dot{x}_{0} \\sin (\\omega t) / \\omega",
+    ("stray dollars in a gold (minerva)",
+     "x_{0} \\cos (\\omega t)+$ $\\dot{x}_{0} \\sin (\\omega t) / \\omega",
      done("x_0\\cos(\\omega t) + \\frac{\\dot{x}_0 \\sin(\\omega t)}{\\omega}"), True, None),
     ("dollars inside the box", "5", "</think> \\boxed{$5$}", True, None),
     # intervals
@@ -69,6 +71,8 @@ ROWS = [
     ("number gold vs assignment", "3", done("x=3"), True, None),
     ("same equation", "x=3", done("x = 3"), True, None),
     ("other variable", "x=3", done("y=3"), False, None),
+    ("inequality gold accepts an interval", "x>1", done("(1,\\infty)"), True, None),
+    ("interval gold rejects an inequality", "(1,\\infty)", done("x>1"), False, None),
     # wrong answers
     ("wrong integer", "2", done("3"), False, None),
     ("wrong fraction", "\\frac{1}{2}", done("\\frac{1}{3}"), False, None),
@@ -224,7 +228,8 @@ def test_bad_arguments():
 # ---------------------------------------------------------------- toy grader
 
 @pytest.mark.parametrize("gold,completion,correct,error", [
-    ("4", "<think> a: 8 + 3 = 1 . b: 1 + 9 = 0 . c: 0 + 4 = 4 . </think> \\boxed{ 4 } <|end|>", True, None),
+    ("4", "<think> a: 8 + 3 = 1 . b: 1 + 9 = 0 . c: 0 + 4 = 4 . </think> \\boxed{ 4 } <|end|>",
+     True, None),
     ("4", "<think> a: 8 + 3 = 1 . </think> \\boxed{ 5 } <|end|>", False, None),
     ("4", "<think> hmm , quick . </think> \\boxed{ 04 } <|end|>", False, None),   # exact match only
     ("4", "<think> \\boxed{ 4 } </think> <|end|>", False, "no_answer"),
