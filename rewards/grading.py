@@ -224,7 +224,7 @@ def _worker_main(conn: Connection) -> None:
                 try:
                     correct, error = _judge(gold, answer)
                 except Exception:  # math-verify swallows its own errors; this is a bug elsewhere
-                    logging.getLogger(__name__).exception("grading %r against %r", answer, gold)
+                    logger.exception("grading %r against %r", answer, gold)
                     correct, error = False, PARSE_ERROR
                 conn.send((index, correct, error))
     except (EOFError, OSError):
@@ -390,13 +390,18 @@ def _default_workers() -> int:
     return max(1, min(_MAX_DEFAULT_WORKERS, cpus))
 
 
+@lru_cache(maxsize=None)
+def _register_shutdown() -> None:
+    atexit.register(shutdown)  # once per process, however often the pool is rebuilt
+
+
 def _get_pool(workers: int | None, n_tasks: int) -> _Pool:
     """The shared pool: sized `workers` if given, else grown (never shrunk) to what the batch needs."""
     global _POOL
     if _POOL is None:
         size = workers if workers is not None else min(_default_workers(), n_tasks)
         _POOL = _Pool(size)
-        atexit.register(shutdown)
+        _register_shutdown()
     elif workers is not None:
         _POOL.resize(workers)
     elif len(_POOL.workers) < min(_default_workers(), n_tasks):
