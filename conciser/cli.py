@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "toy-base": ("conciser.trainers.toy_sft_cli", "build (or locate) the cached toy overthinking base model"),
     "recipes": ("conciser.recipes_cli", "list the bundled recipes"),
     "env": ("conciser.env", "print versions of the packages conciser depends on"),
+    "merge": ("conciser.trainers.merge", "DLER update-selective merge: base + scale * top-k|delta| of a tuned model"),
+    "export": ("conciser.trainers.export", "training checkpoint (plain, DeepSpeed ZeRO, PEFT) -> standalone HF model for vllm serve"),
+    "bench-serve": ("conciser.eval.serve_bench", "serving benchmark of models behind vllm serve: tokens, latency, TTFT, req/s, accuracy"),
 }
 
 
