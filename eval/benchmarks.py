@@ -1,0 +1,196 @@
+"""Benchmark registry: the bundled offline test sets, the toy benchmark, and user data.
+
+    load_benchmark("math500")                                  # bundled (eval/data/math500.jsonl)
+    load_benchmark("toy")                                      # conciser.toy.eval_problems(250)
+    load_benchmark("my_set.jsonl", columns={"question": "prompt", "answer": "gold"})
+    load_benchmark("hf:owner/name", split="test", columns={...})   # datasets.load_dataset (needs the hub)
+
+A benchmark is its problems plus how to ask and grade them: a prompt template (R1 style for math,
+the bare toy prompt for the toy), the grader name from `conciser.rewards.grading.GRADERS`, and the
+default generation cap of its suite. Sources and licences of the bundled files: `eval/data/SOURCES.md`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DATA_DIR = Path(__file__).parent / "data"
+
+# DeepSeek-R1's recommended directive; Qwen2.5-Math's evaluation and LASER append it on a new line.
+R1_TEMPLATE = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+PLAIN_TEMPLATE = "{problem}"
+TEMPLATES = {"r1": R1_TEMPLATE, "plain": PLAIN_TEMPLATE}
+
+# The field's default cap for R1-style models (open-r1/lighteval, LASER, DeepScaleR: 32768).
+MATH_MAX_NEW_TOKENS = 32768
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark item. `question` is the raw problem text, before the template."""
+
+    id: str
+    question: str
+    answer: str
+    solution: str | None = None
+    meta: dict = field(default_factory=dict)   # level, subject, minimal_tokens, ... (JSON-able)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    problems: list[Problem]
+    grader: str = "math"                    # key of conciser.rewards.grading.GRADERS
+    template: str = R1_TEMPLATE             # str.format template with {problem}
+    max_new_tokens: int = MATH_MAX_NEW_TOKENS
+    source: str = ""                        # where the problems came from (recorded in the summary)
+    probe: str = "... Oh, I suddenly got the answer to the whole problem, **Final Answer**\n\n\\[ \\boxed{"
+    exit_suffix: str = "\n\nOh, I have got the answer to the whole problem, **Final Answer:** \\[ \\boxed{{{answer}}} \\]"
+
+    def user_message(self, p: Problem) -> str:
+        return self.template.format(problem=p.question)
+
+
+@dataclass(frozen=True)
+class _Bundled:
+    file: str
+    description: str
+
+
+BUNDLED: dict[str, _Bundled] = {
+    "math500": _Bundled("math500.jsonl", "MATH-500 (PRM800K test split of MATH), 500 problems"),
+    "aime24": _Bundled("aime24.jsonl", "AIME 2024 I+II, 30 problems"),
+    "aime25": _Bundled("aime25.jsonl", "AIME 2025 I+II, 30 problems"),
+    "amc23": _Bundled("amc23.jsonl", "AMC 12 2023 (Qwen2.5-Math numeric version), 40 problems"),
+    "gsm8k": _Bundled("gsm8k.jsonl", "GSM8K test split, 1319 problems"),
+    "minerva": _Bundled("minerva.jsonl", "Minerva Math (OCW subset), 272 problems"),
+    "olympiadbench": _Bundled("olympiadbench.jsonl", "OlympiadBench OE_TO_maths_en_COMP, 675 problems"),
+}
+TOY_PROBLEMS = 250
+
+
+def known_benchmarks() -> list[str]:
+    return ["toy", *BUNDLED]
+
+
+def _toy() -> Benchmark:
+    from conciser import toy
+
+    problems = [
+        Problem(id=p.id, question=p.prompt, answer=p.answer, solution=toy.minimal_trace(p),
+                meta={"level": p.level, "minimal_tokens": p.minimal_tokens})
+        for p in toy.eval_problems(TOY_PROBLEMS)
+    ]
+    return Benchmark(
+        name="toy", problems=problems, grader="toy", template=PLAIN_TEMPLATE,
+        max_new_tokens=toy.DEFAULT_MAX_COMPLETION,
+        source=f"conciser.toy.eval_problems({TOY_PROBLEMS}) (seed {toy.EVAL_SEED})",
+        # The toy vocabulary has no "Final Answer" words: its probe closes thinking and opens the box.
+        probe=f" {toy.THINK_CLOSE} \\boxed{{", exit_suffix=f" {toy.THINK_CLOSE} \\boxed{{ {{answer}} }}",
+    )
+
+
+_META_SKIP = {"problem", "answer", "solution", "solutions", "id"}
+
+
+def _rows_to_problems(rows, *, name: str, columns: dict[str, str]) -> list[Problem]:
+    q_col, a_col = columns.get("question", "problem"), columns.get("answer", "answer")
+    id_col, s_col = columns.get("id", "id"), columns.get("solution", "solution")
+    problems, seen = [], set()
+    for i, row in enumerate(rows):
+        if i == 0:
+            missing = [c for c in (q_col, a_col) if c not in row]
+            if missing:
+                raise ValueError(
+                    f"benchmark {name}: column(s) {missing} not found; the rows have {sorted(row)}. "
+                    f"Map them with --columns question=COL,answer=COL (Python: columns={{'question': ..., 'answer': ...}})")
+        if row.get(a_col) is None or row.get(q_col) is None:
+            raise ValueError(f"benchmark {name}: row {i} has no {a_col!r} or {q_col!r} value")
+        pid = str(row[id_col]) if row.get(id_col) is not None else str(i)
+        if pid in seen:
+            raise ValueError(f"benchmark {name}: duplicate id {pid!r} in column {id_col!r}; map a unique column with --columns id=COL")
+        seen.add(pid)
+        meta = {k: v for k, v in row.items()
+                if k not in _META_SKIP | {q_col, a_col, id_col, s_col} and isinstance(v, (str, int, float, bool))}
+        if "level" in row and isinstance(row["level"], str) and row["level"].isdigit():
+            meta["level"] = int(row["level"])
+        problems.append(Problem(id=pid, question=str(row[q_col]), answer=str(row[a_col]).strip(),
+                                solution=row.get(s_col) if isinstance(row.get(s_col), str) else None, meta=meta))
+    if not problems:
+        raise ValueError(f"benchmark {name}: no rows")
+    return problems
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{lineno}: not valid JSON ({exc})") from None
+    return rows
+
+
+def load_benchmark(
+    spec: str,
+    *,
+    columns: dict[str, str] | None = None,
+    split: str = "test",
+    grader: str | None = None,
+    template: str | None = None,
+    max_new_tokens: int | None = None,
+) -> Benchmark:
+    """Resolve `spec`: a bundled name, "toy", a local .jsonl/.json file, or "hf:<dataset id>".
+
+    `columns` maps the roles question/answer/id/solution to column names (defaults: problem, answer,
+    id, solution). `template` is a format string with {problem} or a key of TEMPLATES ("r1", "plain").
+    """
+    columns = dict(columns or {})
+    bad = set(columns) - {"question", "answer", "id", "solution"}
+    if bad:
+        raise ValueError(f"unknown column role(s) {sorted(bad)}; the roles are question, answer, id, solution")
+    if spec == "toy":
+        bench = _toy()
+    elif spec in BUNDLED:
+        b = BUNDLED[spec]
+        bench = Benchmark(name=spec, problems=_rows_to_problems(read_jsonl(DATA_DIR / b.file), name=spec, columns={}),
+                          source=f"bundled eval/data/{b.file}: {b.description}")
+    elif spec.startswith("hf:"):
+        import datasets  # needs the hub (or its local cache); not reachable offline
+
+        ds_id = spec[3:]
+        rows = datasets.load_dataset(ds_id, split=split)
+        bench = Benchmark(name=ds_id.replace("/", "__"), problems=_rows_to_problems(rows, name=spec, columns=columns),
+                          source=f"datasets.load_dataset({ds_id!r}, split={split!r})")
+    elif spec.endswith((".jsonl", ".json")) or Path(spec).exists():
+        path = Path(spec)
+        if not path.is_file():
+            raise FileNotFoundError(f"benchmark file {spec} does not exist; give a path to a JSONL file with one problem per line")
+        rows = read_jsonl(path) if path.suffix == ".jsonl" else json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(rows, dict):
+            raise ValueError(f"{path}: expected a list of rows (or a .jsonl file), got a JSON object")
+        bench = Benchmark(name=path.stem, problems=_rows_to_problems(rows, name=spec, columns=columns),
+                          source=f"local file {path.resolve()}")
+    else:
+        raise ValueError(
+            f"unknown benchmark {spec!r}; known: {', '.join(known_benchmarks())}. "
+            "For your own data pass a .jsonl path (with --columns question=...,answer=...) or hf:<dataset id>")
+    changes = {}
+    if grader is not None:
+        changes["grader"] = grader
+    if template is not None:
+        template = TEMPLATES.get(template, template)
+        if "{problem}" not in template:
+            raise ValueError(f"prompt template {template!r} has no {{problem}} placeholder; or use one of {sorted(TEMPLATES)}")
+        changes["template"] = template
+    if max_new_tokens is not None:
+        changes["max_new_tokens"] = int(max_new_tokens)
+    if changes:
+        import dataclasses
+
+        bench = dataclasses.replace(bench, **changes)
+    return bench
