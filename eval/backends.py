@@ -91,15 +91,18 @@ class _RowSampler:
         if self.temperature <= 0:
             choice = scores.argmax(-1, keepdim=True)
         else:
-            probs = torch.softmax(scores / self.temperature, dim=-1)
+            probs = torch.softmax(scores.double() / self.temperature, dim=-1)
             sorted_p, order = probs.sort(-1, descending=True)
-            keep = (sorted_p.cumsum(-1) - sorted_p) < self.top_p   # smallest prefix with mass >= top_p
-            keep[:, 0] = True
-            cum = (sorted_p * keep).cumsum(-1)
+            keep_sorted = (sorted_p.cumsum(-1) - sorted_p) < self.top_p   # smallest prefix with mass >= top_p
+            keep_sorted[:, 0] = True
+            keep = torch.zeros_like(keep_sorted).scatter_(1, order, keep_sorted)
+            # Inverse CDF in vocabulary order, not sorted order: near-tied tokens (common in flat
+            # distributions) may swap places under float noise from another batch shape, which would
+            # change the token a given u picks; in vocabulary order noise only moves boundaries by ~1e-7.
+            cum = (probs * keep).cumsum(-1)
             u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self.generators])
-            u = (u.to(cum.device, cum.dtype) * cum[:, -1]).unsqueeze(1)
-            pos = torch.searchsorted(cum, u).clamp(max=cum.shape[1] - 1)
-            choice = order.gather(1, pos)
+            u = (u.to(cum.device) * cum[:, -1]).unsqueeze(1)
+            choice = torch.searchsorted(cum, u, right=True).clamp(max=cum.shape[1] - 1)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter_(1, choice, 0.0)
 

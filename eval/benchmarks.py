@@ -87,9 +87,21 @@ def _toy() -> Benchmark:
         name="toy", problems=problems, grader="toy", template=PLAIN_TEMPLATE,
         max_new_tokens=toy.DEFAULT_MAX_COMPLETION,
         source=f"conciser.toy.eval_problems({TOY_PROBLEMS}) (seed {toy.EVAL_SEED})",
-        # The toy vocabulary has no "Final Answer" words: its probe closes thinking and opens the box.
-        probe=f" {toy.THINK_CLOSE} \\boxed{{", exit_suffix=f" {toy.THINK_CLOSE} \\boxed{{ {{answer}} }}",
+        # The toy vocabulary has no "Final Answer" words: its probe closes thinking and opens the box,
+        # written exactly as the toy's own traces write it.
+        **_toy_probe(problems[0], toy),
     )
+
+
+def _toy_probe(p: Problem, toy) -> dict:
+    """Dynasor probe/exit text for the toy, cut from a minimal trace ("</think>\\boxed{" + answer + "}")."""
+    m = p.solution
+    i = m.rindex(toy.THINK_CLOSE)
+    j = m.index("\\boxed{", i) + len("\\boxed{")
+    k = m.index(p.answer, j) + len(p.answer)
+    end = m.rindex(toy.EOS) if toy.EOS in m else len(m)
+    esc = lambda t: t.replace("{", "{{").replace("}", "}}")  # noqa: E731
+    return {"probe": m[i:j], "exit_suffix": esc(m[i:j]) + "{answer}" + esc(m[k:end])}
 
 
 _META_SKIP = {"problem", "answer", "solution", "solutions", "id"}

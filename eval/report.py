@@ -27,9 +27,12 @@ def _fmt(v, f: str = "{:.3f}") -> str:
 
 
 def _console():
+    import sys
+
     from rich.console import Console
 
-    return Console()
+    # Not a terminal (a log file, a pipe, pytest): rich would assume 80 columns and squash the table.
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def print_summary(s: dict) -> None:
@@ -97,7 +100,7 @@ def compare(specs: Sequence[str], *, plot: str | Path | None = None, benchmarks:
     rows: dict[str, list[dict]] = {}
     for bench in names:
         t = Table(title=f"{bench}", title_justify="left")
-        t.add_column("run")
+        t.add_column("run", no_wrap=True)
         extra = [k for k in ("tokens_over_minimal", "mean_total_tokens", "aes") if any(k in s.get(bench, {}) for _, s in runs)]
         passk = sorted({k for _, s in runs for k in s.get(bench, {}) if k.startswith(("pass@", "maj@")) and k != "pass@1"},
                        key=lambda k: (k.split("@")[0], int(k.split("@")[1])))

@@ -380,8 +380,9 @@ def _check_identity(path: Path, ident: dict, overwrite: bool) -> None:
                              "Give another output folder (--out) or pass --overwrite to discard them")
 
 
-def evaluate_many(cfg: EvalConfig) -> dict[str, dict]:
-    """Run every benchmark of `cfg`; returns {benchmark: summary}. All input is checked first."""
+def evaluate_many(cfg: EvalConfig, _backend=None) -> dict[str, dict]:
+    """Run every benchmark of `cfg`; returns {benchmark: summary}. All input is checked first.
+    `_backend`: an already started backend for `cfg.model` to reuse (tests); it is not closed here."""
     _validate(cfg)
     benches = [load_benchmark(b, columns=cfg.columns, split=cfg.split, grader=cfg.grader, template=cfg.template,
                               max_new_tokens=cfg.max_new_tokens) for b in cfg.benchmarks]
@@ -415,6 +416,8 @@ def evaluate_many(cfg: EvalConfig) -> dict[str, dict]:
 
     def get_backend():
         nonlocal backend
+        if _backend is not None:
+            return _backend
         if backend is None:
             backend = _backend_factory(cfg, tokenizer, longest + max_new + probe_room)
         return backend
@@ -529,9 +532,13 @@ def _evaluate_one(cfg: EvalConfig, bench: Benchmark, problems: list[Problem], pr
         else:
             from conciser.eval.metrics import aes
 
-            summary.update(aes(accuracy=summary["accuracy"], tokens=summary["mean_tokens"],
-                               base_accuracy=base["accuracy"], base_tokens=base["mean_tokens"],
-                               alpha=cfg.aes_alpha, beta=cfg.aes_beta, gamma=cfg.aes_gamma))
+            try:
+                summary.update(aes(accuracy=summary["accuracy"], tokens=summary["mean_tokens"],
+                                   base_accuracy=base["accuracy"], base_tokens=base["mean_tokens"] or 0,
+                                   alpha=cfg.aes_alpha, beta=cfg.aes_beta, gamma=cfg.aes_gamma))
+            except ValueError as exc:   # a baseline with zero accuracy or tokens has no relative change
+                log.warning("no AES against %s: %s", cfg.baseline, exc)
+                summary.update(aes=None, aes_delta_length=None, aes_delta_accuracy=None)
             summary.update(aes_baseline=str(cfg.baseline), aes_alpha=cfg.aes_alpha, aes_beta=cfg.aes_beta,
                            aes_gamma=cfg.aes_gamma)
     summary.update(samples_generated=len(todo) if not cfg.rescore else 0,

@@ -542,7 +542,7 @@ def bench_model(model: str, label: str, plan: list[PlannedRequest], args: argpar
     with open(out / f"requests-{label}.jsonl", "w", encoding="utf-8") as f:
         for r in results:
             f.write(json.dumps(asdict(r)) + "\n")
-    return {"path": str(model), "command": cmd, "metrics": summarize(results, duration),
+    return {"path": str(model), "command": cmd, "server_pid": server.pgid, "metrics": summarize(results, duration),
             "first_error": next((r.error for r in results if r.error), None)}
 
 

@@ -1,0 +1,89 @@
+"""Benchmark registry, bundled data and reference-solution grading: .venv/bin/pytest tests/eval/test_benchmarks.py"""
+
+import json
+
+import pytest
+
+from conciser.eval.benchmarks import BUNDLED, DATA_DIR, R1_TEMPLATE, known_benchmarks, load_benchmark
+
+ROWS = {"math500": 500, "aime24": 30, "aime25": 30, "amc23": 40, "gsm8k": 1319, "minerva": 272, "olympiadbench": 675}
+
+
+@pytest.mark.parametrize("name", sorted(ROWS))
+def test_bundled_benchmarks_load_offline(name):
+    b = load_benchmark(name)
+    assert len(b.problems) == ROWS[name]
+    assert len({p.id for p in b.problems}) == ROWS[name]
+    assert all(p.answer and p.question for p in b.problems)
+    assert b.grader == "math" and b.template == R1_TEMPLATE and b.max_new_tokens == 32768
+    assert "Please reason step by step, and put your final answer within \\boxed{}." in b.user_message(b.problems[0])
+
+
+def test_sources_and_licences_listed():
+    sources = (DATA_DIR / "SOURCES.md").read_text()
+    for spec in BUNDLED.values():
+        assert f"`{spec.file}`" in sources
+    for lic in set(__import__("re").findall(r"`(LICENSE\.[\w.-]+\.md)`", sources)):
+        assert (DATA_DIR / lic).is_file(), lic
+    assert not any("train" in f.name for f in DATA_DIR.glob("*.jsonl"))   # test sets only
+
+
+def test_toy_benchmark():
+    from conciser import toy
+
+    b = load_benchmark("toy")
+    assert b.grader == "toy" and b.max_new_tokens == toy.DEFAULT_MAX_COMPLETION
+    ref = toy.eval_problems(len(b.problems))
+    assert [p.id for p in b.problems] == [p.id for p in ref]
+    assert b.user_message(b.problems[0]) == ref[0].prompt          # the plain toy prompt
+    assert b.problems[0].meta == {"level": ref[0].level, "minimal_tokens": ref[0].minimal_tokens}
+    # the Dynasor probe is cut from the toy's own answer format
+    done = b.exit_suffix.format(answer="7")
+    assert done.startswith(b.probe) and done[len(b.probe):].strip().startswith("7")
+    assert toy.THINK_CLOSE in b.probe and b.probe.endswith("{")
+
+
+def test_unknown_benchmark_lists_known_ones():
+    with pytest.raises(ValueError) as e:
+        load_benchmark("math5000")
+    for name in known_benchmarks():
+        assert name in str(e.value)
+
+
+def test_user_jsonl_with_column_mapping(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(json.dumps({"uid": f"q{i}", "prompt": f"What is {i}+{i}?", "gold": str(2 * i), "level": "3"})
+                              for i in range(3)) + "\n")
+    with pytest.raises(ValueError, match=r"column\(s\) \['answer'\] not found.*--columns"):
+        load_benchmark(str(path), columns={"question": "prompt"})
+    b = load_benchmark(str(path), columns={"question": "prompt", "answer": "gold", "id": "uid"}, template="plain")
+    assert b.name == "mine" and [p.id for p in b.problems] == ["q0", "q1", "q2"]
+    assert b.problems[2].answer == "4" and b.user_message(b.problems[1]) == "What is 1+1?"
+    assert b.problems[0].meta["level"] == 3
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_benchmark(str(tmp_path / "missing.jsonl"))
+    with pytest.raises(ValueError, match="placeholder"):
+        load_benchmark(str(path), columns={"question": "prompt", "answer": "gold"}, template="no placeholder")
+
+
+def reference_completion(name, p):
+    """The reference solution as a completion: as written, GSM8K's "#### X" line boxed."""
+    if name == "gsm8k":
+        head, _, final = p.solution.rpartition("####")
+        return head + "\\boxed{" + final.strip() + "}"
+    return p.solution
+
+
+@pytest.mark.parametrize("name", ["math500", "gsm8k"])
+@pytest.mark.parametrize("through_math_verify", [False, True])
+def test_reference_solutions_grade_correct(name, through_math_verify):
+    """>= 99% of reference solutions are graded correct against their gold answers. With
+    through_math_verify the gold is given boxed, so no row is settled by the exact-string shortcut
+    and every one goes through math-verify (MATH-500: 500/500, GSM8K: 1319/1319 when written)."""
+    from conciser.rewards.grading import grade_batch
+
+    b = load_benchmark(name)
+    golds = [f"\\boxed{{{p.answer}}}" if through_math_verify else p.answer for p in b.problems]
+    grades = grade_batch(golds=golds, completions=[reference_completion(name, p) for p in b.problems], timeout=20)
+    failing = [(p.id, p.answer, g.extracted, g.error) for p, g in zip(b.problems, grades) if not g.correct]
+    assert len(failing) <= 0.01 * len(b.problems), f"{len(failing)} reference solutions graded wrong: {failing}"
