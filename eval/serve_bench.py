@@ -612,6 +612,8 @@ def run(args: argparse.Namespace) -> int:
             for model, label in zip(args.model, labels):
                 summary["models"][label] = bench_model(model, label, plan, args, out, max_tokens, grader)
     except ServerError as exc:
+        summary["error"] = str(exc)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))   # the models benchmarked so far
         print(f"conciser bench-serve: {exc}", file=sys.stderr)
         return 1
     ref = labels[0]

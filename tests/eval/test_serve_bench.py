@@ -215,6 +215,7 @@ def test_server_crash_is_reported_with_its_log_and_its_children_killed(fake_vllm
     assert cli_main(_bench_args(tmp_path / "out", fake_vllm("m", crash=True))) == 1
     err = capsys.readouterr().err
     assert "exited with code 3 before it was ready" in err and "fake crash: boom" in err
+    assert "fake crash: boom" in json.loads((tmp_path / "out" / "summary.json").read_text())["error"]
     _assert_gone(started_servers[0].pgid)   # the child outlived the leader; the group was killed
 
 
