@@ -2,11 +2,12 @@
 
 A problem is a start digit and k named operands; the answer is the running sum mod 10:
 
-    prompt      solve : start 8 ; a + 3 ; b + 9 ; c + 4 ; end
-    minimal     <think> a: 8 + 3 = 1 . b: 1 + 9 = 0 . c: 0 + 4 = 4 . </think> \\boxed{ 4 } <|end|>
+    prompt      solve: start=8; a+3; b+9; c+4.
+    minimal     <think>a:8+3=1. b:1+9=0. c:0+4=4.</think>\\boxed{4}<|end|>
 
-Every step names its operand ("b: 1 + 9 = 0 ."), so each needed step is a local lookup a tiny
-transformer can learn; the minimal completion has 7k + 6 tokens (EOS included, as TRL counts it).
+Every step names its operand ("b:1+9=0."), so each needed step is a local lookup a tiny
+transformer can learn. Each word, digit and symbol is one token, so the minimal completion has
+8k + 7 tokens (EOS included, as TRL counts it).
 
 The *verbose* traces the base model is trained on (DESIGN §4) add what makes the real problem hard:
   * slips: a step's result is sometimes wrong; a re-check always follows and fixes it, so reflection
@@ -24,6 +25,7 @@ chat template; nothing is downloaded.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ LEVELS: dict[int, int] = {1: 2, 2: 3, 3: 5, 4: 7, 5: 9}
 NAMES = "abcdefghijkl"
 # The generation cap used by toy training and evaluation unless a recipe says otherwise. The
 # verbose base overruns it on levels 4-5, as R1-distilled models overrun theirs on hard problems.
-DEFAULT_MAX_COMPLETION = 160
+DEFAULT_MAX_COMPLETION = 224
 EOS = "<|end|>"
 PAD = "<pad>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -42,7 +44,7 @@ SYSTEM_PROMPT = None  # the toy has no system prompt; kept explicit for the chat
 
 def minimal_tokens(k: int) -> int:
     """Token count of the shortest correct completion for a k-step problem (EOS included)."""
-    return 7 * k + 6
+    return 8 * k + 7
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,8 @@ class ToyProblem:
 
     @property
     def prompt(self) -> str:
-        ops = " ".join(f"; {NAMES[i]} + {v}" for i, v in enumerate(self.operands))
-        return f"solve : start {self.start} {ops} ; end"
+        ops = "; ".join(f"{NAMES[i]}+{v}" for i, v in enumerate(self.operands))
+        return f"solve: start={self.start}; {ops}."
 
     def to_row(self) -> dict:
         """A dataset row: the column names every conciser dataset uses."""
@@ -118,66 +120,66 @@ class Verbosity:
     """How the overthinking base writes. Probabilities are per step unless noted."""
 
     p_slip: float = 0.08          # a step's result is wrong; a fixing re-check always follows
-    p_check: float = 0.6          # redundant re-check of a correct step
-    p_filler: float = 0.5         # filler phrase(s) after a step (1-2 phrases)
-    p_final_pass: float = 0.6     # per problem: re-verify every step at the end
+    p_check: float = 0.7          # redundant re-check of a correct step
+    p_filler: float = 0.6         # filler phrase(s) after a step (1-2 phrases)
+    p_final_pass: float = 0.7     # per problem: re-verify every step at the end
+    p_opening: float = 0.8        # per problem: a filler phrase before the first step
     p_shortcut: float = 0.06      # per problem, levels with k <= 3 only: guess with no steps
     shortcut_max_k: int = 3
 
 
-FILLERS = ("hmm , let me think .", "so far so good .", "let me be careful .")
+FILLERS = ("hmm, let me think.", "so far so good.", "let me be careful.")
 
 
-def _step(name: str, prev: int, v: int, result: int) -> list[str]:
-    return [f"{name}:", str(prev), "+", str(v), "=", str(result), "."]
+def _step(name: str, prev: int, v: int, result: int) -> str:
+    return f"{name}:{prev}+{v}={result}."
+
+
+def _completion(parts: list[str], answer: str) -> str:
+    # No spaces around special tokens: a space would be a token of its own.
+    return THINK_OPEN + " ".join(parts) + THINK_CLOSE + "\\boxed{" + answer + "}" + EOS
 
 
 def verbose_trace(p: ToyProblem, rng: random.Random, style: Verbosity = Verbosity()) -> str:
     """One overthinking completion for `p` (always correct; its slips are fixed)."""
     k = len(p.operands)
-    out: list[str] = [THINK_OPEN]
     if k <= style.shortcut_max_k and rng.random() < style.p_shortcut:
-        out += ["hmm", ",", "quick", ".", THINK_CLOSE, "\\boxed{", p.answer, "}", EOS]
-        return " ".join(out)
-    if rng.random() < 0.5:
-        out += rng.choice(FILLERS).split()
+        return _completion(["hmm, quick."], p.answer)
+    out: list[str] = []
+    if rng.random() < style.p_opening:
+        out.append(rng.choice(FILLERS))
     cur = p.start
     for i, v in enumerate(p.operands):
         name = NAMES[i]
         nxt = (cur + v) % 10
         if rng.random() < style.p_slip:
             wrong = (nxt + rng.randrange(1, 10)) % 10
-            out += _step(name, cur, v, wrong)
-            out += ["wait", ",", "check"] + _step(name, cur, v, nxt) + ["fix", "."]
+            out += [_step(name, cur, v, wrong), "wait, check", _step(name, cur, v, nxt), "fix."]
         else:
-            out += _step(name, cur, v, nxt)
+            out.append(_step(name, cur, v, nxt))
             if rng.random() < style.p_check:
-                out += ["wait", ",", "check"] + _step(name, cur, v, nxt) + ["ok", "."]
+                out += ["wait, check", _step(name, cur, v, nxt), "ok."]
         if rng.random() < style.p_filler:
-            for _ in range(rng.randint(1, 2)):
-                out += rng.choice(FILLERS).split()
+            out += [rng.choice(FILLERS) for _ in range(rng.randint(1, 2))]
         cur = nxt
     if rng.random() < style.p_final_pass:
-        out += ["wait", ",", "let", "me", "verify", "again", "."]
+        out.append("wait, let me verify again.")
         cur = p.start
         for i, v in enumerate(p.operands):
             nxt = (cur + v) % 10
-            out += _step(NAMES[i], cur, v, nxt)
+            out.append(_step(NAMES[i], cur, v, nxt))
             cur = nxt
-        out += ["ok", "."]
-    out += [THINK_CLOSE, "\\boxed{", p.answer, "}", EOS]
-    return " ".join(out)
+        out.append("ok.")
+    return _completion(out, p.answer)
 
 
 def minimal_trace(p: ToyProblem) -> str:
-    out = [THINK_OPEN]
-    cur = p.start
+    out, cur = [], p.start
     for i, v in enumerate(p.operands):
         nxt = (cur + v) % 10
-        out += _step(NAMES[i], cur, v, nxt)
+        out.append(_step(NAMES[i], cur, v, nxt))
         cur = nxt
-    out += [THINK_CLOSE, "\\boxed{", p.answer, "}", EOS]
-    return " ".join(out)
+    return _completion(out, p.answer)
 
 
 # ---------------------------------------------------------------- answer format and grading
@@ -204,42 +206,57 @@ def format_ok(completion: str) -> bool:
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}<|user|> {{ message['content'] }} "
-    "{% elif message['role'] == 'system' %}<|system|> {{ message['content'] }} "
-    "{% elif message['role'] == 'assistant' %}<|assistant|> {{ message['content'] }} <|end|> "
+    "{% if message['role'] == 'user' %}<|user|>{{ message['content'] }}"
+    "{% elif message['role'] == 'system' %}<|system|>{{ message['content'] }}"
+    "{% elif message['role'] == 'assistant' %}<|assistant|>{{ message['content'] }}"
+    "{% if not message['content'].endswith('<|end|>') %}<|end|>{% endif %}"
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
+SPECIAL_TOKENS = [PAD, EOS, "<|user|>", "<|assistant|>", "<|system|>"]
+THINK_TOKENS = [THINK_OPEN, THINK_CLOSE]  # added but not "special": decoding keeps them, as for R1
 
 
-def vocabulary() -> list[str]:
-    specials = [PAD, "<unk>", "<|user|>", "<|assistant|>", "<|system|>", EOS, THINK_OPEN, THINK_CLOSE]
-    digits = [str(d) for d in range(10)]
-    names = [f"{c}:" for c in NAMES] + list(NAMES)
-    words = ["+", "=", ".", ";", ",", "solve", "start", "end", "wait", "check", "ok", "fix",
-             "verify", "again", "quick", "\\boxed{", "}"]
-    for f in FILLERS + ("let me verify again .",):
-        words += [w for w in f.split() if w not in words]
-    seen: list[str] = []
-    for t in specials + digits + names + words:
-        if t not in seen:
-            seen.append(t)
-    return seen
+def _tokenizer_corpus() -> list[str]:
+    """Texts covering every word the toy uses (prompts, all trace phrases, answers)."""
+    rng = random.Random(0)
+    texts = []
+    for level in LEVELS:
+        for _ in range(60):
+            p = make_problem(rng, level)
+            texts += [p.prompt, verbose_trace(p, rng, Verbosity(p_shortcut=0.5)), minimal_trace(p)]
+    # Added tokens are split out before BPE at encode time, so train on the pieces between them.
+    pieces = re.split("|".join(re.escape(t) for t in SPECIAL_TOKENS + THINK_TOKENS), "\n".join(texts))
+    return [piece for piece in pieces if piece]
 
 
 def build_tokenizer():
-    """A word-level PreTrainedTokenizerFast with the toy chat template (built locally)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    """The toy tokenizer: a byte-level BPE (Qwen2's pre-tokenizer) in which every toy word, digit
+    and symbol is one token, plus the chat template. Built locally and deterministically.
 
-    vocab = {tok: i for i, tok in enumerate(vocabulary())}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    core.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="<unk>", pad_token=PAD, eos_token=EOS,
-        bos_token=None, model_max_length=2048,
-    )
+    It is a `Qwen2Tokenizer`, because transformers 5 loads any `qwen2` model's tokenizer through
+    that class (`AutoTokenizer`, and so vLLM); a different tokenizer class would be silently
+    replaced on reload and tokenize differently.
+    """
+    from tokenizers import Tokenizer, models, trainers
+    from transformers import AddedToken, Qwen2Tokenizer
+
+    shape = Qwen2Tokenizer(vocab={PAD: 0}, merges=[])  # only to borrow Qwen2's normalizer + pre-tokenizer
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = shape.backend_tokenizer.normalizer
+    bpe.pre_tokenizer = shape.backend_tokenizer.pre_tokenizer
+    from tokenizers import pre_tokenizers as pt
+
+    trainer = trainers.BpeTrainer(vocab_size=2000, min_frequency=1, show_progress=False,
+                                  special_tokens=SPECIAL_TOKENS + THINK_TOKENS,
+                                  initial_alphabet=pt.ByteLevel.alphabet())
+    bpe.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    state = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    tok = Qwen2Tokenizer(vocab=state["vocab"], merges=merges, unk_token=None, eos_token=EOS,
+                         pad_token=PAD, bos_token=None, model_max_length=2048)
+    tok.add_special_tokens({"additional_special_tokens": ["<|user|>", "<|assistant|>", "<|system|>"]})
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
     tok.chat_template = CHAT_TEMPLATE
     tok.padding_side = "left"
     return tok

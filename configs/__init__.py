@@ -1,0 +1,1 @@
+"""Bundled infrastructure configs (package data): accelerate/*.yaml, deepspeed/*.json."""

@@ -1,0 +1,1 @@
+"""Bundled recipes (package data): recipes/toy/<method>.yaml, recipes/<model>/<method>.yaml."""

@@ -46,7 +46,7 @@ class ToyBaseConfig:
     verbosity: toy.Verbosity = field(default_factory=toy.Verbosity)
 
     def key(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + "v1"
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + "v2"
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 

@@ -1,0 +1,77 @@
+"""Recipe loading: validation happens before any model loads, and errors say what to set instead."""
+
+import json
+
+import pytest
+
+from conciser.config import RecipeError, apply_overrides, list_recipes, load_recipe, write_resolved
+from conciser.config import recipe_from_dict
+from conciser.trainers.data import load_rows
+from conciser.config import DataConfig
+
+
+def test_bundled_recipe_loads_by_name():
+    recipe = load_recipe("toy/laser")
+    assert recipe.rewards.method == "laser"
+    assert recipe.grpo_config().num_generations == 8
+    assert "toy/laser" in list_recipes()
+
+
+def test_overrides_are_parsed_as_yaml():
+    recipe = load_recipe("toy/laser", ["trainer.max_steps=3", "rewards.params.alpha=0.25"])
+    assert recipe.trainer["max_steps"] == 3
+    assert recipe.rewards.params["alpha"] == 0.25
+
+
+def test_misspelled_block_key_suggests_the_valid_one():
+    with pytest.raises(RecipeError, match=r"rewards\.metod: unknown key; did you mean 'method'"):
+        recipe_from_dict({"rewards": {"metod": "laser"}})
+
+
+def test_misspelled_block_name_suggests_the_valid_one():
+    with pytest.raises(RecipeError, match="did you mean 'trainer'"):
+        recipe_from_dict({"trainr": {}})
+
+
+def test_misspelled_trainer_key_names_the_grpo_field():
+    with pytest.raises(RecipeError, match=r"trainer\.num_generation.*did you mean 'num_generations'"):
+        load_recipe("toy/laser", ["trainer.num_generation=4"])
+
+
+def test_unknown_reward_lists_valid_names():
+    with pytest.raises(RecipeError, match="laser"):
+        recipe_from_dict({"rewards": {"method": "lazer"}, "trainer": {"output_dir": "x"}})
+
+
+def test_bad_reward_param_names_reward_and_key():
+    with pytest.raises(RecipeError, match="target_lenght"):
+        recipe_from_dict({"rewards": {"method": "laser", "params": {"target_lenght": 3}}})
+
+
+def test_missing_recipe_file_lists_bundled_recipes():
+    with pytest.raises(FileNotFoundError, match=r"no_such_recipe.*toy/laser"):
+        load_recipe("no_such_recipe.yaml")
+
+
+def test_bad_override_syntax():
+    with pytest.raises(RecipeError, match="key=value"):
+        apply_overrides({}, ["trainer.max_steps"])
+
+
+def test_dataset_row_without_answer_fails_naming_row_and_column(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"prompt": "1+1?", "answer": "2"}) + "\n" + json.dumps({"prompt": "2+2?"}) + "\n")
+    with pytest.raises(RecipeError, match=r"row 1 has no 'answer'.*data\.answer_column"):
+        load_rows(DataConfig(dataset=str(path), grader="math"))
+
+
+def test_missing_dataset_file():
+    with pytest.raises(FileNotFoundError, match="data.dataset"):
+        load_rows(DataConfig(dataset="nope/missing.jsonl"))
+
+
+def test_resolved_recipe_is_written(tmp_path):
+    recipe = load_recipe("toy/laser")
+    path = write_resolved(recipe, tmp_path)
+    text = path.read_text()
+    assert "method: laser" in text and "resolved from" in text

@@ -1,0 +1,96 @@
+"""`conciser train RECIPE [key=value ...]`: GRPO with a length reward, from a recipe.
+
+    conciser train toy/laser                          # bundled recipe, CPU, minutes
+    conciser train recipes/toy/laser.yaml trainer.max_steps=20 rewards.params.target_length=64
+    conciser train toy/laser --resume                 # continue from the last checkpoint
+
+Order of work: read and validate the recipe, the data and the reward (errors here cost nothing),
+write the resolved recipe to the output dir, then load the model and train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Defaults applied under the recipe's trainer block (the recipe wins).
+TRAINER_DEFAULTS = {"report_to": "none", "save_strategy": "no", "logging_steps": 1}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe file, or bundled name such as toy/laser (see `conciser recipes`)")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=10")
+    parser.add_argument("--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT",
+                        help="resume from CHECKPOINT, or from the last checkpoint in the output dir")
+    parser.add_argument("--wandb", action="store_true", help="log to Weights & Biases (off by default)")
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    if name_or_path == "toy":
+        from conciser.trainers.toy_sft import ensure_toy_base
+
+        return str(ensure_toy_base())
+    return name_or_path
+
+
+def prepare(recipe_name: str, overrides: list[str], wandb: bool = False):
+    """Validate everything that can be validated without a model. Returns (recipe, rows, reward, grpo_args)."""
+    from conciser.config import load_recipe
+    from conciser.rewards import build_reward
+    from conciser.trainers.data import load_rows
+
+    recipe = load_recipe(recipe_name, overrides)
+    trainer_block = {**TRAINER_DEFAULTS, **recipe.trainer}
+    if wandb:
+        trainer_block["report_to"] = "wandb"
+    recipe.trainer = trainer_block
+    rows = load_rows(recipe.data)
+    reward = build_reward(recipe.rewards.method, **recipe.rewards.params)
+    return recipe, rows, reward, recipe.grpo_config()
+
+
+def train(recipe_name: str, overrides: list[str] | None = None, resume: str | None = None,
+          wandb: bool = False) -> Path:
+    """Run a recipe end to end; returns the output dir holding the final model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from conciser.config import write_resolved
+    from conciser.trainers.data import to_dataset
+    from conciser.trainers.grpo import ConciseGRPOTrainer
+
+    recipe, rows, reward, args = prepare(recipe_name, overrides or [], wandb)
+    out = Path(args.output_dir)
+    write_resolved(recipe, out)
+    log.info("recipe %s: %d prompts, reward %s, output %s", recipe.source, len(rows), reward.name, out)
+
+    model_path = resolve_model_path(recipe.model.name_or_path)
+    dtype = "auto" if recipe.model.dtype == "auto" else getattr(torch, recipe.model.dtype)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    trainer = ConciseGRPOTrainer(
+        model=model, processing_class=tokenizer, args=args, train_dataset=to_dataset(rows),
+        length_reward=reward, grader=recipe.data.grader, allow_fresh_state=recipe.rewards.allow_fresh_state,
+    )
+    checkpoint = None
+    if resume == "last":
+        checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
+        if checkpoint is None:
+            raise FileNotFoundError(f"--resume: no checkpoint-* folder in {out}; train first or pass a path")
+    elif resume:
+        checkpoint = resume
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(out))
+    trainer.save_state()  # trainer_state.json with the log history, next to the model
+    tokenizer.save_pretrained(str(out))
+    log.info("trained model saved to %s", out)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    train(args.recipe, args.overrides, resume=args.resume, wandb=args.wandb)
+    return 0
