@@ -18,6 +18,7 @@ The *verbose* traces the base model is trained on (DESIGN §4) add what makes th
 Hard levels' verbose traces overrun the default generation cap (`DEFAULT_MAX_COMPLETION`) although
 the base solves them with an ample budget, so at the default cap conciseness *raises* accuracy.
 
+Answers are graded by `conciser.rewards.grading.grade_toy` (the last \\boxed{} after </think>).
 Everything is deterministic given a seed. `build_tokenizer()` makes the word-level tokenizer with its
 chat template; nothing is downloaded.
 """
@@ -180,26 +181,6 @@ def minimal_trace(p: ToyProblem) -> str:
         out.append(_step(NAMES[i], cur, v, nxt))
         cur = nxt
     return _completion(out, p.answer)
-
-
-# ---------------------------------------------------------------- answer format and grading
-
-_BOXED = re.compile(r"\\boxed\{\s*([^{}]*?)\s*\}")
-
-
-def extract_answer(completion: str) -> str | None:
-    """The last \\boxed{} after the end of thinking (None if thinking never ends or no box)."""
-    if THINK_OPEN in completion or THINK_CLOSE in completion:
-        if THINK_CLOSE not in completion:
-            return None
-        completion = completion.rsplit(THINK_CLOSE, 1)[1]
-    found = _BOXED.findall(completion)
-    return found[-1] if found else None
-
-
-def format_ok(completion: str) -> bool:
-    """Thinking closed and a boxed answer after it."""
-    return extract_answer(completion) is not None
 
 
 # ---------------------------------------------------------------- tokenizer
