@@ -358,6 +358,9 @@ class VLLMServer:
                 os.killpg(pgid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
+            kill_deadline = time.monotonic() + 10   # SIGKILL is delivered asynchronously
+            while group_members(pgid) and time.monotonic() < kill_deadline:
+                time.sleep(0.05)
         with _LIVE_LOCK:
             _LIVE.discard(self)
         log.info("stopped vLLM server (pid %d)", pgid)
