@@ -566,7 +566,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-timeout", type=float, default=600.0, help="seconds one request may take (default 600)")
     parser.add_argument("--max-duration", type=float, default=3600.0, help="seconds the stream of one model may take (default 3600)")
     parser.add_argument("--startup-timeout", type=float, default=900.0, help="seconds a server may take to get ready (default 900)")
-    parser.add_argument("--vllm-args", default="", help='extra flags for vllm serve, one string, e.g. "--max-model-len 34000 --enforce-eager"')
+    parser.add_argument("--vllm-args", default="", help='extra flags for vllm serve, one string; write it with "=": --vllm-args="--max-model-len 34000"')
     parser.add_argument("--cpu-kv-cache-gib", type=float, default=4.0, help="VLLM_CPU_KVCACHE_SPACE on machines without CUDA, if unset (default 4)")
     parser.add_argument("--prepend-think", action="store_true",
                         help="grade '<think>' + answer (for models whose chat template opens the think block in the prompt)")
