@@ -72,7 +72,15 @@ class RewardsConfig:
 
 @dataclass
 class AdvantageConfig:
-    """How rewards become advantages: `group` (GRPO), `batch` (DLER / REINFORCE++-baseline), `drpo`."""
+    """How rewards become advantages (`conciser.trainers.advantages.ESTIMATORS`).
+
+    estimator: `group` (GRPO: TRL's own group normalisation, `trainer.scale_rewards` applies),
+        `batch` (DLER / REINFORCE++-baseline: group-mean subtraction, then whitening over the whole
+        gathered batch), or `drpo` (DRPO's decoupled objective and loss; needs `rewards.method: drpo`).
+    params: the estimator's options; `batch`: `token_weighted` (false: per-sequence statistics as in
+        the DLER paper; true: over response tokens as in verl), `eps` (1e-8). `group`, `drpo`: none
+        (DRPO's lambda, tau, delta, beta are `rewards.params`).
+    """
 
     estimator: str = "group"
     params: dict[str, Any] = field(default_factory=dict)
@@ -80,18 +88,42 @@ class AdvantageConfig:
 
 @dataclass
 class SamplingConfig:
-    """Dynamic sampling (DAPO/DLER): drop all-equal groups and refill, at most `max_gen_batches` times."""
+    """Dynamic sampling (DAPO/DLER): drop all-equal groups and refill, at most `max_gen_batches` times.
+
+    dynamic: drop groups whose scores are all equal and refill the batch from new prompts.
+    max_gen_batches: generation batches allowed per step (the first included); past it, an error.
+    metric: what "all equal" looks at: `auto` (the reward's `sampling_scores` when it defines them,
+        e.g. DLER's unmodified score, else the reward), `reward`, or `correct` (solved 0/1).
+    keep_all_correct: keep groups whose completions are all solved even when their scores are equal
+        (ConciseR stage 2); None = the method's rule (true for `concise_r`, else false).
+    monitor_prompts: size of the fixed monitor set LASER-D/DE sample (K = num_generations each) when
+        their `coverage_source` is `monitor` (the paper's 500; the toy needs far fewer).
+    """
 
     dynamic: bool = False
     max_gen_batches: int = 4
+    metric: str = "auto"
+    keep_all_correct: bool | None = None
+    monitor_prompts: int = 64
 
 
 @dataclass
 class BudgetConfig:
-    """The generation cap over training. `constant` keeps `trainer.max_completion_length`."""
+    """The generation cap over training (`conciser.trainers.budget`).
+
+    schedule: `constant` keeps `trainer.max_completion_length`; `reward` takes the reward's own
+        budget (curriculum / thinkprune `budget_at(step)`, palu's per-question budgets); `exponential`
+        and `linear` (params: start_budget, end_budget, num_decays, total_steps, rounding) and `stages`
+        (params: caps, stage_starts) are standalone schedules usable with any reward. A budget never
+        exceeds `trainer.max_completion_length`.
+    params: the schedule's parameters (see above; `reward` and `constant` take none).
+    prompt: append the reward's `budget_prompt(step)` to the last user message (curriculum and
+        thinkprune write the budget into the prompt; off by default: the toy base never saw it).
+    """
 
     schedule: str = "constant"
     params: dict[str, Any] = field(default_factory=dict)
+    prompt: bool = False
 
 
 @dataclass

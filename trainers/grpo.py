@@ -2,16 +2,23 @@
 
 TRL calls reward functions per rank on local slices, and one prompt's group can straddle ranks, so
 a group-aware length reward written as a plain TRL reward function is wrong on more than one GPU
-(reference/ecosystem.md §2.1). This subclass instead:
+(reference/ecosystem.md §2.1). This subclass instead, once per generation batch:
 
-1. grades each completion once, locally (the grader is the only correctness judge);
-2. gathers (problem id, token length, correct, truncated, format ok) from every rank;
-3. scores the whole gathered batch with the recipe's reward (`conciser.rewards`), identically on
+1. budgets the generation: the recipe's budget schedule sets the cap for this step in every place
+   TRL keeps a copy (`trainers/budget.py`); per-question budgets (palu) cut each completion at its
+   question's budget; LASER-D/DE's monitor set is sampled when its coverage statistics are due;
+2. grades each completion once, locally (the grader is the only correctness judge), and gathers
+   (problem id, token length, correct, truncated, format ok) from every rank;
+3. DOT: cuts the length outliers of solved groups, masks the cut tails and re-grades the cut text;
+4. scores the whole gathered batch with the recipe's reward (`conciser.rewards`), identically on
    every rank, and commits stateful rewards' `observe(batch)` in training mode only;
-4. checkpoints reward state as JSON next to TRL's files and restores it on resume.
+5. dynamic sampling (`trainers/sampling.py`): drops all-equal groups and refills from new prompts;
+6. turns rewards into advantages with the recipe's estimator (`trainers/advantages.py`); DRPO also
+   swaps TRL's clipped loss for its own;
+7. checkpoints reward and controller state as JSON next to TRL's files and restores it on resume.
 
-Overrides rely on TRL 1.16.0 private hooks (pinned in pyproject; `tests/trainers/test_trl_hooks.py`
-fails loudly if their signatures change).
+Every override relies on TRL 1.16.0 private hooks (pinned in pyproject); each says what it relies on,
+and `tests/trainers/test_trl_hooks.py` fails loudly if their signatures change.
 """
 
 from __future__ import annotations
@@ -19,19 +26,30 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate.utils import gather_object
-from trl import GRPOTrainer
+from trl import GRPOConfig, GRPOTrainer
 
+from conciser.config import AdvantageConfig, BudgetConfig, SamplingConfig
 from conciser.rewards import RolloutBatch
 from conciser.rewards.grading import get_grader
+from conciser.trainers.advantages import EstimatorInput, build_estimator, drpo_loss, sequence_scores
+from conciser.trainers.budget import build_budget, set_generation_cap
+from conciser.trainers.sampling import (
+    KEEP_ALL_CORRECT, METRICS, DynamicSamplingError, Refill, SamplingStats, concat_rows, gather_rows, keep_groups,
+    pad_values, row_keys, take_rows, trim_padding,
+)
 
 log = logging.getLogger(__name__)
 
 REWARD_STATE_FILE = "reward_state.json"
+STATE_VERSION = 1
 
 
 class _RewardColumn:
@@ -54,43 +72,291 @@ def completion_text(completion) -> str:
     return completion
 
 
+@dataclass
+class _Row:
+    """One graded completion, as gathered from its rank."""
+
+    problem_id: str
+    length: int
+    correct: bool
+    truncated: bool
+    format_ok: bool
+    timed_out: bool
+    text: str
+    token_ids: list[int] | None
+
+
+@dataclass
+class _Scored:
+    """What `_calculate_rewards` computed for one generation batch (all gathered, global order)."""
+
+    rows: list[_Row]
+    batch: RolloutBatch
+    rewards: list[float]
+    filter_scores: list[float]     # what dynamic sampling compares within a group
+    cuts_local: list[int | None] | None  # DOT cut lengths of this rank's completions
+
+
+def check_training_blocks(reward, advantage: AdvantageConfig, sampling: SamplingConfig, budget: BudgetConfig,
+                          args: GRPOConfig) -> None:
+    """Cross-block checks that need no model; ValueError names the field and what to set instead."""
+    build_estimator(advantage.estimator, advantage.params)
+    is_drpo_reward = hasattr(reward, "positive_weights") and hasattr(reward, "negative_weights")
+    if advantage.estimator == "drpo":
+        if not is_drpo_reward:
+            raise ValueError(f"advantage.estimator=drpo needs rewards.method=drpo (its length weights), "
+                             f"not {reward.name!r}")
+        if args.beta != 0.0:
+            raise ValueError(f"advantage.estimator=drpo has its own trust region (rewards.params.beta/delta) and "
+                             f"no reference model; set trainer.beta=0 (got {args.beta})")
+    elif is_drpo_reward:
+        log.warning("rewards.method=drpo with advantage.estimator=%s trains on its binary reward only; "
+                    "set advantage.estimator=drpo for DRPO's objective", advantage.estimator)
+    if sampling.metric not in METRICS:
+        raise ValueError(f"sampling.metric: unknown metric {sampling.metric!r}; valid: {', '.join(METRICS)}")
+    if sampling.max_gen_batches < 1:
+        raise ValueError("sampling.max_gen_batches: must be >= 1 (generation batches per step)")
+    if sampling.monitor_prompts < 1:
+        raise ValueError("sampling.monitor_prompts: must be >= 1")
+    build_budget(budget.schedule, budget.params, reward, args.max_completion_length, args.max_steps)
+    if budget.prompt and not hasattr(reward, "budget_prompt"):
+        raise ValueError(f"budget.prompt=true: the {reward.name!r} reward has no budget prompt "
+                         f"(curriculum and thinkprune do); set budget.prompt=false")
+    gen = args.generation_kwargs or {}
+    if budget.schedule != "constant" and ({"max_tokens", "max_new_tokens"} & set(gen)):
+        raise ValueError("trainer.generation_kwargs sets max_tokens/max_new_tokens, which would override the "
+                         f"budget schedule {budget.schedule!r}; remove it (the budget sets the cap)")
+    if budget.schedule == "constant" and (hasattr(reward, "budget_at") or hasattr(reward, "budget_for")):
+        log.warning("the %s reward has a budget but budget.schedule=constant generates with "
+                    "trainer.max_completion_length; set budget.schedule=reward to generate with it", reward.name)
+
+
 class ConciseGRPOTrainer(GRPOTrainer):
     """GRPO with a conciser length reward scored on the gathered global batch.
 
     length_reward: an object from `conciser.rewards.build_reward`.
     grader: `toy` or `math` (see `conciser.rewards.grading.GRADERS`).
-    allow_fresh_state: resume a stateful reward without its state file (it starts empty).
+    allow_fresh_state: resume without the state file (stateful rewards and dynamic sampling start empty).
+    advantage / sampling / budget: the recipe blocks (`conciser.config`); defaults: GRPO, no dynamic
+        sampling, constant budget.
     """
 
-    def __init__(self, *args, length_reward, grader: str = "math", allow_fresh_state: bool = False, **kwargs):
+    def __init__(self, *args, length_reward, grader: str = "math", allow_fresh_state: bool = False,
+                 advantage: AdvantageConfig | None = None, sampling: SamplingConfig | None = None,
+                 budget: BudgetConfig | None = None, **kwargs):
         self.length_reward = length_reward
         self.grade_batch = get_grader(grader)
         self.allow_fresh_state = allow_fresh_state
+        self.advantage_config = advantage or AdvantageConfig()
+        self.sampling = sampling or SamplingConfig()
+        self.budget_config = budget or BudgetConfig()
+        grpo_args = kwargs.get("args") or next((a for a in args if isinstance(a, GRPOConfig)), None)
+        if grpo_args is None:
+            raise ValueError("ConciseGRPOTrainer needs args=trl.GRPOConfig(...)")
+        check_training_blocks(length_reward, self.advantage_config, self.sampling, self.budget_config, grpo_args)
+        self.estimator = build_estimator(self.advantage_config.estimator, self.advantage_config.params)
+        if grpo_args.use_vllm and grpo_args.vllm_mode == "colocate":
+            from conciser.trainers.vllm_cpu import patch_cpu_linear_for_weight_sync
+
+            patch_cpu_linear_for_weight_sync()  # no-op with CUDA
         kwargs.pop("reward_funcs", None)
         super().__init__(*args, reward_funcs=[_RewardColumn(length_reward.name)], **kwargs)
 
-    # -- rewards on the gathered batch (TRL 1.16: `_calculate_rewards(inputs, prompts, completions,
-    #    completion_ids_list)` returns the gathered (global_B, n_funcs) tensor in global order).
+        self.budget = build_budget(self.budget_config.schedule, self.budget_config.params, length_reward,
+                                   self.max_completion_length, self.args.max_steps)
+        self.sampling_stats = SamplingStats()
+        self._refill = (Refill(self.train_dataset, self.num_generations, self.args.seed)
+                        if self.sampling.dynamic else None)
+        keep = self.sampling.keep_all_correct
+        self._keep_all_correct = length_reward.name in KEEP_ALL_CORRECT if keep is None else keep
+        self._needs_token_ids = bool(getattr(getattr(length_reward, "config", None), "repetition_filter", False))
+        self._scored: _Scored | None = None
+        self._row_budgets: list[int] | None = None
+        self._budget_metric = float(self.max_completion_length)
+        self._reward_metrics: dict[str, float] = {}
+
+    # ---------------------------------------------------------------------------------------------
+    # Generation batch: budget, monitor, rounds of generate+score, dynamic sampling, advantages.
+    # TRL 1.16: `_prepare_inputs` calls `_generate_and_score_completions(inputs)` once per generation
+    # batch (train) or per eval batch with this rank's rows, and expects this rank's batch dict back
+    # (`advantages` = local slice, `num_items_in_batch` = global loss-token count).
+    def _generate_and_score_completions(self, inputs):
+        mode = "train" if self.model.training else "eval"
+        if mode == "train":
+            if not self.budget.per_prompt:
+                set_generation_cap(self, self.budget.budget_at(self.state.global_step))
+            self._refresh_coverage()
+            if self.sampling.dynamic:
+                return self._dynamic_sampling(inputs)
+        out, scored = self._score_round(inputs)
+        group = self.num_generations if mode == "train" else self.num_generations_eval
+        gather = self.accelerator.gather
+        loss_mask = self._loss_mask(out)
+        scores = (gather(sequence_scores(out["old_per_token_logps"], loss_mask))
+                  if self.estimator.needs_scores else None)
+        self._estimate(mode, out, scored.rows, scored.rewards, gather(out["advantages"]),
+                       gather(loss_mask.sum(-1)), scores, group)
+        return out
+
+    def _score_round(self, inputs) -> tuple[dict[str, Any], _Scored]:
+        """One TRL generate-and-score pass over `inputs` (plus per-question cuts and DOT masks)."""
+        inputs = self._with_budget_prompt(inputs)
+        if self.budget.per_prompt:
+            pids = gather_object([str(x["problem_id"]) for x in inputs])
+            budgets = self.budget.budgets_for(pids, self.state.global_step)
+            start = self.accelerator.process_index * len(inputs)
+            self._row_budgets = budgets[start:start + len(inputs)]
+            set_generation_cap(self, max(budgets))
+            self._budget_metric = statistics.fmean(budgets)
+        else:
+            self._budget_metric = float(self.max_completion_length)
+        try:
+            out = super()._generate_and_score_completions(inputs)
+        finally:
+            self._row_budgets = None
+        scored, self._scored = self._scored, None
+        if scored.cuts_local is not None:  # DOT: no gradient on the cut tails
+            for i, cut in enumerate(scored.cuts_local):
+                if cut is not None:
+                    out["completion_mask"][i, cut:] = 0
+            out["num_items_in_batch"] = self.accelerator.gather(self._loss_mask(out).sum()).sum()
+        if self.estimator.needs_scores and out.get("old_per_token_logps") is None:
+            out["old_per_token_logps"] = self._policy_logps(out)
+        return out, scored
+
+    def _dynamic_sampling(self, inputs):
+        """Generation batches until `need` groups have unequal scores; every rank loops alike."""
+        group, n_local = self.num_generations, len(inputs)
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        need = n_local * world // group
+        pads = pad_values(self._tokenizer.pad_token_id)
+        cap = self.sampling.max_gen_batches
+        pool, meta, kept = [], [], 0
+        for attempt in range(1, cap + 1):
+            if attempt > 1:
+                inputs = self._refill.rows(self.sampling_stats.draws, need, rank, n_local)
+                self.sampling_stats.draws += 1
+            out, scored = self._score_round(inputs)
+            if any(k in out for k in ("pixel_values", "num_images")):
+                raise NotImplementedError("sampling.dynamic supports text prompts only")
+            out["_loss_tokens"] = self._loss_mask(out).sum(-1)
+            keys = row_keys(out, n_local)
+            flags = keep_groups(scored.filter_scores, group, scored.batch.solved, self._keep_all_correct)
+            self.sampling_stats.generation_batches += 1
+            self.sampling_stats.groups_seen += len(flags)
+            self.sampling_stats.groups_kept += sum(flags)
+            index = [g * group + j for g, ok in enumerate(flags) if ok for j in range(group)]
+            rows = gather_rows(self.accelerator, out, keys, pads)  # a collective: every rank, every round
+            if index:
+                pool.append(take_rows(rows, index))
+                meta += [(scored.rows[i], scored.rewards[i]) for i in index]
+            kept += sum(flags)
+            if kept >= need:
+                break
+        else:
+            raise DynamicSamplingError(
+                f"dynamic sampling: only {kept} of the {need} groups a batch needs had unequal scores after "
+                f"{cap} generation batches (sampling.max_gen_batches={cap}). The policy's groups are all "
+                f"equal (all wrong, all right or all truncated): raise sampling.max_gen_batches, change the "
+                f"prompts' difficulty, or set sampling.dynamic=false.")
+        self.sampling_stats.steps += 1
+        self._metrics["train"]["sampling/gen_batches"].append(float(attempt))
+        self._metrics["train"]["sampling/kept_group_frac"].append(kept / (attempt * need))
+        rows = take_rows(concat_rows(pool, pads), range(need * group))
+        meta = meta[:need * group]
+        scores = (sequence_scores(rows["old_per_token_logps"], self._loss_mask(rows))
+                  if self.estimator.needs_scores else None)
+        tokens = rows.pop("_loss_tokens")
+        local = trim_padding(take_rows(rows, range(rank * n_local, (rank + 1) * n_local)))
+        local["num_items_in_batch"] = self._loss_mask(rows).sum()
+        self._estimate("train", local, [m[0] for m in meta], [m[1] for m in meta], rows["advantages"],
+                       tokens, scores, group)
+        return local
+
+    def _estimate(self, mode, out, rows, rewards, trl_advantages, token_counts, scores, group) -> None:
+        """Run the recipe's estimator on the gathered batch; put this rank's slice into `out`."""
+        device = self.accelerator.device
+        batch = self._rollout_batch(rows, group_size=group)
+        values, metrics = self.estimator(EstimatorInput(
+            rewards=torch.tensor(rewards, dtype=torch.float32), group_size=group, batch=batch,
+            trl_advantages=trl_advantages.float().cpu(), token_counts=token_counts.float().cpu(),
+            reward=self.length_reward, scores=None if scores is None else scores.float().cpu()))
+        for key, value in metrics.items():
+            self._metrics[mode][key].append(value)
+        n = out["completion_ids"].size(0)
+        start = self.accelerator.process_index * n
+        out["advantages"] = values[start:start + n].to(device)
+        if self.estimator.name == "drpo":
+            out["drpo_prompts"] = torch.tensor(float(len(values) // group), device=device)
+
+    # ---------------------------------------------------------------------------------------------
+    # Rewards on the gathered batch. TRL 1.16: `_calculate_rewards(inputs, prompts, completions,
+    # completion_ids_list)` gets this rank's rows and returns the gathered (global_B, n_funcs) tensor in
+    # global (rank-major) order.
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         mode = "train" if self.model.training else "eval"
         texts = [completion_text(c) for c in completions]
-        grades = self.grade_batch(golds=[str(x["answer"]) for x in inputs], completions=texts)
-        local = [
-            (str(x["problem_id"]), len(ids), g.correct, (not ids) or ids[-1] not in self.eos_token_ids,
-             g.extracted is not None, g.timed_out, text)
-            for x, ids, g, text in zip(inputs, completion_ids_list, grades, texts, strict=True)
-        ]
+        local = self._grade(inputs, completion_ids_list, texts)
         rows = gather_object(local)
-        batch = RolloutBatch(
-            problem_ids=[r[0] for r in rows], lengths=[r[1] for r in rows], correct=[r[2] for r in rows],
-            truncated=[r[3] for r in rows], format_ok=[r[4] for r in rows], texts=[r[6] for r in rows],
-            step=self.state.global_step, max_length=self.max_completion_length,
-        )
+        batch = self._rollout_batch(rows)
+        cuts_local = None
+        if hasattr(self.length_reward, "cut_lengths"):  # DOT: truncate, then re-grade (methods-more §3)
+            cuts = self.length_reward.cut_lengths(batch)
+            self._metrics[mode]["dot/cut_frac"].append(sum(c is not None for c in cuts) / len(cuts))
+            if any(c is not None for c in cuts):
+                start = self.accelerator.process_index * len(inputs)
+                cuts_local = cuts[start:start + len(inputs)]
+                local = self._regrade_cut(inputs, local, completion_ids_list, cuts_local)
+                rows = gather_object(local)
+                batch = self._rollout_batch(rows)
         rewards = self.length_reward.reward(batch)
+        filter_scores = self._filter_scores(batch, rewards)
         if mode == "train" and self.length_reward.stateful:
             self.length_reward.observe(batch)
-        self._log_batch_metrics(mode, batch, timeouts=sum(r[5] for r in rows))
+        self._scored = _Scored(rows, batch, rewards, filter_scores, cuts_local)
+        self._log_batch_metrics(mode, batch, timeouts=sum(r.timed_out for r in rows))
         return torch.tensor(rewards, dtype=torch.float32, device=self.accelerator.device).unsqueeze(1)
+
+    def _grade(self, inputs, completion_ids_list, texts) -> list[_Row]:
+        grades = self.grade_batch(golds=[str(x["answer"]) for x in inputs], completions=texts)
+        return [
+            _Row(str(x["problem_id"]), len(ids), g.correct, (not ids) or ids[-1] not in self.eos_token_ids,
+                 g.extracted is not None, g.timed_out, text, list(ids) if self._needs_token_ids else None)
+            for x, ids, g, text in zip(inputs, completion_ids_list, grades, texts, strict=True)
+        ]
+
+    def _regrade_cut(self, inputs, local, completion_ids_list, cuts_local) -> list[_Row]:
+        """DOT: the cut completions re-graded on their cut text (a cut has no EOS: truncated)."""
+        which = [i for i, c in enumerate(cuts_local) if c is not None]
+        ids = [list(completion_ids_list[i][:cuts_local[i]]) for i in which]
+        texts = self.processing_class.batch_decode(ids, skip_special_tokens=True)
+        grades = self.grade_batch(golds=[str(inputs[i]["answer"]) for i in which], completions=texts)
+        out = list(local)
+        for i, cut_ids, text, g in zip(which, ids, texts, grades):
+            out[i] = _Row(local[i].problem_id, len(cut_ids), g.correct, True, g.extracted is not None, g.timed_out,
+                          text, cut_ids if self._needs_token_ids else None)
+        return out
+
+    def _rollout_batch(self, rows: list[_Row], group_size: int | None = None) -> RolloutBatch:
+        """The reward's view of `rows`; `group_size` makes problem ids positional (estimators)."""
+        cap = self.budget.cap if self.budget.per_prompt else self.max_completion_length
+        pids = ([f"group-{i // group_size}" for i in range(len(rows))] if group_size
+                else [r.problem_id for r in rows])
+        return RolloutBatch(
+            problem_ids=pids, lengths=[r.length for r in rows], correct=[r.correct for r in rows],
+            truncated=[r.truncated for r in rows], format_ok=[r.format_ok for r in rows],
+            texts=[r.text for r in rows],
+            token_ids=[r.token_ids for r in rows] if self._needs_token_ids else None,
+            step=self.state.global_step, max_length=cap,
+        )
+
+    def _filter_scores(self, batch: RolloutBatch, rewards: list[float]) -> list[float]:
+        metric = self.sampling.metric
+        if metric == "correct":
+            return [float(s) for s in batch.solved]
+        if metric == "auto" and hasattr(self.length_reward, "sampling_scores"):
+            return list(self.length_reward.sampling_scores(batch))
+        return list(rewards)
 
     def _log_batch_metrics(self, mode: str, batch: RolloutBatch, timeouts: int) -> None:
         m = self._metrics[mode]
@@ -105,31 +371,170 @@ class ConciseGRPOTrainer(GRPOTrainer):
             m["length/mean_correct"].append(statistics.fmean(right))
         if wrong:
             m["length/mean_incorrect"].append(statistics.fmean(wrong))
-        m["length/budget"].append(float(self.max_completion_length))
+        m["length/budget"].append(self._budget_metric)
+        self._reward_metrics = self._method_metrics(batch)
+        for key, value in self._reward_metrics.items():
+            m[key].append(value)
 
-    # -- reward state in checkpoints (TRL 1.16 uses the same pair for its entropy controller state).
+    def _method_metrics(self, batch: RolloutBatch) -> dict[str, float]:
+        """Per-method state: LASER-D targets per bucket, DLER targets, PALU budgets, HAPO history."""
+        r, out = self.length_reward, {}
+        if hasattr(r, "bucket_targets"):
+            for bucket, target in r.bucket_targets(max(batch.lengths)).items():
+                out[f"{r.name}/target_{bucket}"] = float(target)
+        elif hasattr(r, "targets"):
+            out[f"{r.name}/target_mean"] = statistics.fmean(r.targets(batch))
+        if hasattr(r, "budgets"):
+            out[f"{r.name}/budget_mean"] = statistics.fmean(r.budgets(batch))
+        if hasattr(r, "history_of"):
+            hs = [h for h in (r.history_of(pid) for pid in set(batch.problem_ids)) if h is not None]
+            out[f"{r.name}/history_known_frac"] = len(hs) / len(set(batch.problem_ids))
+            if hs:
+                out[f"{r.name}/history_mean"] = statistics.fmean(hs)
+        return out
+
+    # ---------------------------------------------------------------------------------------------
+    # Generation details.
+    # TRL 1.16: `_generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+    # has_tool_images=False)` returns (completion_ids, logprobs) per row, vLLM or transformers alike.
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        completion_ids, logprobs = super()._generate_single_turn(
+            prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        if self._row_budgets is not None:  # per-question caps: the first L tokens of a sample capped later
+            completion_ids = [list(ids[:b]) for ids, b in zip(completion_ids, self._row_budgets, strict=True)]
+            if logprobs is not None:
+                logprobs = [lp[:b] for lp, b in zip(logprobs, self._row_budgets, strict=True)]
+        return completion_ids, logprobs
+
+    def _with_budget_prompt(self, inputs):
+        """Curriculum / ThinkPrune write the budget into the prompt (`budget.prompt`)."""
+        if not self.budget_config.prompt:
+            return inputs
+        note = self.length_reward.budget_prompt(self.state.global_step)
+        out = []
+        for x in inputs:
+            prompt = x["prompt"]
+            if isinstance(prompt, str):
+                prompt = f"{prompt}\n\n{note}"
+            else:
+                prompt = [*prompt[:-1], {**prompt[-1], "content": f"{prompt[-1]['content']}\n\n{note}"}]
+            out.append({**x, "prompt": prompt})
+        return out
+
+    def _refresh_coverage(self) -> None:
+        """LASER-D/DE with `coverage_source=monitor`: sample the fixed monitor set (K each) before step 1
+        and whenever `monitor_due(step)`, and hand it to `update_coverage` (paper/code: every 20 steps).
+        TRL 1.16: `_tokenize_prompts(prompts)` -> (prompt_ids, images, multimodal_fields)."""
+        r = self.length_reward
+        if not hasattr(r, "monitor_due") or r.config.coverage_source != "monitor":
+            return
+        if not r.monitor_due(self.state.global_step):
+            return
+        group, world = self.num_generations, self.accelerator.num_processes
+        size = min(self.sampling.monitor_prompts, len(self.train_dataset))
+        index = random.Random(self.args.seed).sample(range(len(self.train_dataset)), size)
+        flat = [i for i in index for _ in range(group)]
+        per_rank = -(-len(flat) // world)
+        flat += flat[:per_rank * world - len(flat)]  # equal shares (repeats a few rows when uneven)
+        mine = [self.train_dataset[i] for i in flat[self.accelerator.process_index * per_rank:][:per_rank]]
+        prompts = [x["prompt"] for x in self._with_budget_prompt(mine)]
+        prompt_ids, images, fields = self._tokenize_prompts(prompts)
+        completion_ids, _ = self._generate_single_turn(prompt_ids, images, fields, group)
+        texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
+        rows = gather_object(self._grade(mine, completion_ids, texts))[:len(index) * group]
+        batch = self._rollout_batch(rows)
+        r.update_coverage(batch)
+        self._metrics["train"][f"{r.name}/monitor_solved_frac"].append(sum(batch.solved) / len(batch))
+        log.info("%s: coverage refreshed at step %d from %d monitor prompts x %d", r.name,
+                 self.state.global_step, len(index), group)
+
+    def _loss_mask(self, out) -> torch.Tensor:
+        mask = out["completion_mask"]
+        return mask * out["tool_mask"] if out.get("tool_mask") is not None else mask
+
+    @torch.no_grad()
+    def _policy_logps(self, out) -> torch.Tensor:
+        """Per-token log-probs of the completions under the current (= generating) policy.
+        TRL 1.16: `_get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+        batch_size=None, ...)` -> (logps, entropies, aux_loss)."""
+        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        logps, _, _ = self._get_per_token_logps_and_entropies(
+            self.model, ids, mask, out["completion_ids"].size(1), batch_size=self.args.per_device_train_batch_size)
+        return logps
+
+    # ---------------------------------------------------------------------------------------------
+    # DRPO's loss. TRL 1.16: `_compute_loss(model, inputs)` returns the micro-batch loss already scaled
+    # for gradient accumulation (GRPOTrainer sets `loss_is_scaled_for_ga`); other estimators keep TRL's.
+    def _compute_loss(self, model, inputs):
+        if self.estimator.name != "drpo":
+            return super()._compute_loss(model, inputs)
+        completion_ids = inputs["completion_ids"]
+        ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
+        attention = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        logps, _, _ = self._get_per_token_logps_and_entropies(model, ids, attention, completion_ids.size(1))
+        mask = self._loss_mask(inputs)
+        old = inputs.get("old_per_token_logps")
+        old = logps.detach() if old is None else old
+        ratio = inputs.get("importance_sampling_ratio") if self.use_vllm and self.vllm_importance_sampling_correction else None
+        mode = "train" if self.model.training else "eval"
+        # The objective is a mean over the prompts of one optimizer step's window (dead groups count):
+        # this rank's share, as TRL's dapo normaliser does for tokens.
+        n_prompts = inputs["drpo_prompts"] / self.accelerator.num_processes
+        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1
+        if mode == "train":
+            n_prompts = n_prompts * accumulation / self.args.steps_per_generation
+        cfg = self.length_reward.config
+        loss, parts = drpo_loss(logps, old, mask, inputs["advantages"], n_prompts, cfg.delta, cfg.beta,
+                                token_ratio=ratio, penalty_scale=1.0 / accumulation)
+        m = self._metrics[mode]
+        m["drpo/kl"].append(self.accelerator.gather(parts["kl"]).mean().item())
+        m["drpo/penalty_coef"].append(self.accelerator.gather(parts["penalty_coef"]).mean().item())
+        return loss
+
+    # ---------------------------------------------------------------------------------------------
+    # State in checkpoints. TRL 1.16 uses the same pair for its entropy controller
+    # (`entropy_ctrl_state.json`): `_save_checkpoint(model, trial)` after the folder is written,
+    # `_load_optimizer_and_scheduler(checkpoint)` on resume, before the first step.
+    def state_dict(self) -> dict[str, Any]:
+        """Reward and controller state (JSON): reward state, dynamic-sampling counters, budget, metrics."""
+        r = self.length_reward
+        return {
+            "version": STATE_VERSION, "global_step": self.state.global_step,
+            "reward": r.state_dict() if r.stateful else None,
+            "sampling": self.sampling_stats.state_dict() if self.sampling.dynamic else None,
+            "budget": {"schedule": self.budget.name, "max_completion_length": self.max_completion_length},
+            "metrics": dict(self._reward_metrics),  # for inspection (e.g. LASER-D targets); not restored
+        }
+
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        if self.length_reward.stateful and self.args.should_save:
+        if self.args.should_save:
             ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
             tmp = ckpt / (REWARD_STATE_FILE + ".tmp")
-            tmp.write_text(json.dumps(self.length_reward.state_dict()))
+            tmp.write_text(json.dumps(self.state_dict()))
             os.replace(tmp, ckpt / REWARD_STATE_FILE)  # atomic: a crash never leaves half a file
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None or not self.length_reward.stateful:
+        if checkpoint is None:
             return
+        stateful = self.length_reward.stateful
         path = Path(checkpoint) / REWARD_STATE_FILE
-        if path.is_file():
-            self.length_reward.load_state_dict(json.loads(path.read_text()))
-            log.info("restored %s reward state from %s", self.length_reward.name, path)
-        elif self.allow_fresh_state:
-            log.warning("%s has no %s; the %s reward starts with empty state (rewards.allow_fresh_state)",
-                        checkpoint, REWARD_STATE_FILE, self.length_reward.name)
-        else:
+        state = json.loads(path.read_text()) if path.is_file() else {}
+        if "name" in state and "reward" not in state:  # older files held the reward state alone
+            state = {"reward": state}
+        missing = [what for what, needed, key in (
+            (f"the '{self.length_reward.name}' reward's state", stateful, "reward"),
+            ("the dynamic-sampling counters", self.sampling.dynamic, "sampling")) if needed and not state.get(key)]
+        if missing and not self.allow_fresh_state:
             raise FileNotFoundError(
-                f"resuming from {checkpoint}, but it has no {REWARD_STATE_FILE} for the stateful "
-                f"'{self.length_reward.name}' reward. Resume from a checkpoint written by conciser, or set "
-                f"rewards.allow_fresh_state=true to start the reward state empty."
-            )
+                f"resuming from {checkpoint}, but {path.name} there lacks {' and '.join(missing)}. Resume from a "
+                f"checkpoint written by conciser, or set rewards.allow_fresh_state=true to start that state empty.")
+        if missing:
+            log.warning("%s lacks %s; starting it empty (rewards.allow_fresh_state)", path, " and ".join(missing))
+        if stateful and state.get("reward"):
+            self.length_reward.load_state_dict(state["reward"])
+            log.info("restored %s reward state from %s", self.length_reward.name, path)
+        if self.sampling.dynamic and state.get("sampling"):
+            self.sampling_stats.load_state_dict(state["sampling"])

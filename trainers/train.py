@@ -37,10 +37,12 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 def prepare(recipe_name: str, overrides: list[str], wandb: bool = False):
-    """Validate everything that can be validated without a model. Returns (recipe, rows, reward, grpo_args)."""
-    from conciser.config import load_recipe
+    """Validate everything that can be validated without a model (recipe, data, reward, and how the
+    advantage / sampling / budget blocks fit the reward and trainer). Returns (recipe, rows, reward, grpo_args)."""
+    from conciser.config import RecipeError, load_recipe
     from conciser.rewards import build_reward
     from conciser.trainers.data import load_rows
+    from conciser.trainers.grpo import check_training_blocks
 
     recipe = load_recipe(recipe_name, overrides)
     trainer_block = {**TRAINER_DEFAULTS, **recipe.trainer}
@@ -49,7 +51,12 @@ def prepare(recipe_name: str, overrides: list[str], wandb: bool = False):
     recipe.trainer = trainer_block
     rows = load_rows(recipe.data)
     reward = build_reward(recipe.rewards.method, **recipe.rewards.params)
-    return recipe, rows, reward, recipe.grpo_config()
+    args = recipe.grpo_config()
+    try:
+        check_training_blocks(reward, recipe.advantage, recipe.sampling, recipe.budget, args)
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
+    return recipe, rows, reward, args
 
 
 def train(recipe_name: str, overrides: list[str] | None = None, resume: str | None = None,
@@ -75,6 +82,7 @@ def train(recipe_name: str, overrides: list[str] | None = None, resume: str | No
     trainer = ConciseGRPOTrainer(
         model=model, processing_class=tokenizer, args=args, train_dataset=to_dataset(rows),
         length_reward=reward, grader=recipe.data.grader, allow_fresh_state=recipe.rewards.allow_fresh_state,
+        advantage=recipe.advantage, sampling=recipe.sampling, budget=recipe.budget,
     )
     checkpoint = None
     if resume == "last":

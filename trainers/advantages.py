@@ -1,0 +1,183 @@
+"""Advantage estimators: how the gathered batch's rewards become per-completion learning signals.
+
+Selected by `advantage.estimator` in the recipe; every estimator sees the *gathered, final* batch
+(after DOT cuts and dynamic sampling), computes the same numbers on every rank, and returns one
+value per completion in global order plus the metrics that say what it did.
+
+    group  GRPO. TRL 1.16's own computation, unchanged (group mean; std per `trainer.scale_rewards`).
+    batch  DLER / REINFORCE++-baseline (methods-core §2.2): A_i = r_i - mean_group(r), then whitened
+           over the whole batch: (A - mean(A)) / sqrt(var(A) + eps), unbiased variance.
+           params: token_weighted (False = the paper's per-sequence statistics; True = verl's code,
+           mean and variance over response tokens), eps (1e-8).
+    drpo   DRPO's decoupled objective (methods-core §3). Not an advantage: per-sequence weights of
+           the length-normalised log-likelihood s(o) = mean_t log pi(o_t), consumed by `drpo_loss`
+           (the trainer swaps TRL's clipped loss for it). Positives get w_i = softmax of the length
+           reward over the group's positives (sum +1); negatives get -softmax_N(s_j / tau) (sum -1),
+           the gradient of tau * LSE_N(s / tau); all-correct and all-wrong groups get 0.
+
+Adding an estimator: one class with `name`, `needs_scores`, `__call__(inp) -> (values, metrics)` and
+one line in ESTIMATORS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from conciser.rewards import RolloutBatch
+
+
+@dataclass
+class EstimatorInput:
+    """Everything an estimator may use, all gathered and in global order (N completions).
+
+    rewards: the recipe reward per completion.
+    group_size: G; groups are contiguous blocks of G completions.
+    batch: the scored batch, problem ids made positional (one id per block of G).
+    trl_advantages: TRL's own advantages for these completions.
+    token_counts: response tokens per completion that enter the loss.
+    scores: length-normalised log-likelihood under the generating policy (only if `needs_scores`).
+    reward: the length-reward object (DRPO reads its weights from it).
+    """
+
+    rewards: torch.Tensor
+    group_size: int
+    batch: RolloutBatch
+    trl_advantages: torch.Tensor
+    token_counts: torch.Tensor
+    reward: Any
+    scores: torch.Tensor | None = None
+
+
+def _summary(values: torch.Tensor, prefix: str = "advantage") -> dict[str, float]:
+    v = values.float()
+    return {f"{prefix}/mean": v.mean().item(), f"{prefix}/std": v.std().item() if v.numel() > 1 else 0.0,
+            f"{prefix}/abs_mean": v.abs().mean().item(), f"{prefix}/zero_frac": (v == 0).float().mean().item()}
+
+
+class GroupAdvantage:
+    """GRPO: TRL's group-normalised advantages, passed through."""
+
+    name = "group"
+    needs_scores = False
+
+    def __init__(self) -> None:
+        pass
+
+    def __call__(self, inp: EstimatorInput) -> tuple[torch.Tensor, dict[str, float]]:
+        return inp.trl_advantages, _summary(inp.trl_advantages)
+
+
+class BatchWhitened:
+    """DLER: subtract each group's mean reward, then whiten over the whole gathered batch."""
+
+    name = "batch"
+    needs_scores = False
+
+    def __init__(self, token_weighted: bool = False, eps: float = 1e-8) -> None:
+        if not isinstance(token_weighted, bool):
+            raise ValueError(f"advantage.params.token_weighted={token_weighted!r} must be true or false")
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+            raise ValueError(f"advantage.params.eps={eps!r} must be a number > 0")
+        self.token_weighted = token_weighted
+        self.eps = float(eps)
+
+    def __call__(self, inp: EstimatorInput) -> tuple[torch.Tensor, dict[str, float]]:
+        r = inp.rewards.double()
+        centred = r - r.view(-1, inp.group_size).mean(dim=1).repeat_interleave(inp.group_size)
+        if self.token_weighted:  # verl masked_whiten: token-weighted mean, unbiased token variance
+            w = inp.token_counts.double()
+            n = w.sum()
+            mean = (w * centred).sum() / n.clamp(min=1)
+            var = (w * (centred - mean) ** 2).sum() / (n - 1).clamp(min=1)
+        else:
+            mean = centred.mean()
+            var = centred.var() if centred.numel() > 1 else torch.zeros((), dtype=centred.dtype)
+        adv = ((centred - mean) / torch.sqrt(var + self.eps)).to(inp.rewards.dtype)
+        metrics = _summary(adv)
+        metrics.update({"advantage/centred_mean": mean.item(), "advantage/centred_std": math.sqrt(var.item())})
+        return adv, metrics
+
+
+class DrpoWeights:
+    """DRPO: per-sequence weights for `drpo_loss` (positives: length softmax; negatives: -softmax(s/tau))."""
+
+    name = "drpo"
+    needs_scores = True
+
+    def __init__(self) -> None:
+        pass
+
+    def __call__(self, inp: EstimatorInput) -> tuple[torch.Tensor, dict[str, float]]:
+        reward, batch = inp.reward, inp.batch
+        scores = inp.scores.tolist()
+        pos = reward.positive_weights(batch)
+        neg = reward.negative_weights(batch, scores)
+        weights = torch.tensor([p + q for p, q in zip(pos, neg)], dtype=inp.rewards.dtype)
+        live = reward.group_mask(batch)
+        groups = len(batch) // inp.group_size
+        # The objective's value under the generating policy, mean over all prompts (dead ones count as 0).
+        tau, objective = reward.config.tau, 0.0
+        solved = batch.solved
+        for idx in batch.groups().values():
+            if not live[idx[0]]:
+                continue
+            negs = [scores[i] / tau for i in idx if not solved[i]]
+            lse = max(negs) + math.log(sum(math.exp(x - max(negs)) for x in negs) / len(negs))
+            objective += sum(pos[i] * scores[i] for i in idx if solved[i]) - tau * lse
+        positives = [w for w in pos if w > 0]
+        metrics = {
+            "drpo/live_group_frac": sum(live) / len(live),
+            "drpo/objective": objective / max(groups, 1),
+            "drpo/pos_weight_max": max(positives, default=0.0),
+            "drpo/neg_weight_max": max((-w for w in neg if w < 0), default=0.0),
+            "drpo/score_mean": sum(scores) / len(scores),
+        }
+        return weights, metrics
+
+
+ESTIMATORS: dict[str, type] = {"group": GroupAdvantage, "batch": BatchWhitened, "drpo": DrpoWeights}
+
+
+def build_estimator(name: str, params: dict[str, Any] | None = None):
+    """The estimator registered as `name`; a ValueError names the valid ones or the bad parameter."""
+    if name not in ESTIMATORS:
+        raise ValueError(f"advantage.estimator: unknown estimator {name!r}; valid: {', '.join(sorted(ESTIMATORS))}")
+    try:
+        return ESTIMATORS[name](**(params or {}))
+    except TypeError as exc:
+        raise ValueError(f"advantage.params: {exc} (estimator {name!r})") from None
+
+
+def sequence_scores(per_token_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """DRPO's s(o): the mean token log-probability of each completion (its loss tokens only)."""
+    return (per_token_logps * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+
+
+def drpo_loss(per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor, mask: torch.Tensor,
+              weights: torch.Tensor, n_prompts: float, delta: float, beta: float,
+              token_ratio: torch.Tensor | None = None, penalty_scale: float = 1.0,
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """DRPO's loss on one micro-batch (methods-core §3.3, the authors' code semantics).
+
+        loss = -(1/n_prompts) sum_rows weight_i * s_i  +  stopgrad(max(beta (KL - delta), 0)) * KL
+
+    with s_i the length-normalised log-likelihood (`sequence_scores`) and KL the token mean over the
+    micro-batch of (log pi_old - log pi_theta). With `weights` from `DrpoWeights` the first term has
+    the gradient of -mean_prompts[sum_P w s - tau LSE_N(s / tau)] (the weights are the LSE's softmax,
+    taken at the generating policy), and the penalty has the gradient of (beta/2) [KL - delta]_+^2.
+    `n_prompts` is the number of prompts this micro-batch's share of the loss is averaged over (dead
+    groups included). `token_ratio` (TRL's vLLM importance-sampling ratio) multiplies each token's term.
+    `penalty_scale` scales the penalty (1 / gradient-accumulation steps: the code averages it over
+    micro-batches).
+    """
+    per_token = per_token_logps if token_ratio is None else per_token_logps * token_ratio
+    scores = sequence_scores(per_token, mask)
+    objective = (weights * scores).sum() / n_prompts
+    kl = ((old_per_token_logps - per_token_logps) * mask).sum() / mask.sum().clamp(min=1.0)
+    coef = torch.clamp(beta * (kl - delta), min=0.0).detach()
+    loss = -objective + penalty_scale * coef * kl
+    return loss, {"kl": kl.detach(), "penalty_coef": coef, "objective": objective.detach()}
