@@ -3,7 +3,8 @@
     load_benchmark("math500")                                  # bundled (eval/data/math500.jsonl)
     load_benchmark("toy")                                      # conciser.toy.eval_problems(250)
     load_benchmark("my_set.jsonl", columns={"question": "prompt", "answer": "gold"})
-    load_benchmark("hf:owner/name", split="test", columns={...})   # datasets.load_dataset (needs the hub)
+    load_benchmark("hf:owner/name", split="test", columns={...})   # datasets.load_dataset: the hub, its
+                                                               # cache, or a local dataset folder
 
 A benchmark is its problems plus how to ask and grade them: a prompt template (R1 style for math,
 the bare toy prompt for the toy), the grader name from `conciser.rewards.grading.GRADERS`, and the
@@ -176,7 +177,7 @@ def load_benchmark(
 
         ds_id = spec[3:]
         rows = datasets.load_dataset(ds_id, split=split)
-        bench = Benchmark(name=ds_id.replace("/", "__"), problems=_rows_to_problems(rows, name=spec, columns=columns),
+        bench = Benchmark(name=ds_id.rstrip("/").rsplit("/", 1)[-1], problems=_rows_to_problems(rows, name=spec, columns=columns),
                           source=f"datasets.load_dataset({ds_id!r}, split={split!r})")
     elif spec.endswith((".jsonl", ".json")) or Path(spec).exists():
         path = Path(spec)

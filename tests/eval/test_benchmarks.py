@@ -87,3 +87,11 @@ def test_reference_solutions_grade_correct(name, through_math_verify):
     grades = grade_batch(golds=golds, completions=[reference_completion(name, p) for p in b.problems], timeout=20)
     failing = [(p.id, p.answer, g.extracted, g.error) for p, g in zip(b.problems, grades) if not g.correct]
     assert len(failing) <= 0.01 * len(b.problems), f"{len(failing)} reference solutions graded wrong: {failing}"
+
+
+def test_datasets_path_with_a_local_folder(tmp_path):
+    """hf:<id> goes through datasets.load_dataset; offline, a local dataset folder stands in for the hub."""
+    pytest.importorskip("datasets")
+    (tmp_path / "test.jsonl").write_text(json.dumps({"question": "1+1?", "final": "2"}) + "\n")
+    b = load_benchmark(f"hf:{tmp_path}", columns={"question": "question", "answer": "final"})
+    assert b.name == tmp_path.name and [(p.question, p.answer) for p in b.problems] == [("1+1?", "2")]
