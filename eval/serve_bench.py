@@ -296,6 +296,7 @@ class VLLMServer:
     startup_timeout: float = 900.0
     stop_timeout: float = 30.0
     proc: subprocess.Popen | None = None
+    ready_after: float | None = None     # seconds from start to a healthy server
 
     @property
     def pgid(self) -> int | None:
@@ -330,7 +331,8 @@ class VLLMServer:
             try:
                 with urllib.request.urlopen(url, timeout=2.0) as resp:
                     if resp.status == 200:
-                        log.info("vLLM server ready after %.1f s", time.monotonic() - t0)
+                        self.ready_after = time.monotonic() - t0
+                        log.info("vLLM server ready after %.1f s", self.ready_after)
                         return
             except (urllib.error.URLError, OSError):
                 pass
@@ -545,7 +547,8 @@ def bench_model(model: str, label: str, plan: list[PlannedRequest], args: argpar
     with open(out / f"requests-{label}.jsonl", "w", encoding="utf-8") as f:
         for r in results:
             f.write(json.dumps(asdict(r)) + "\n")
-    return {"path": str(model), "command": cmd, "server_pid": server.pgid, "metrics": summarize(results, duration),
+    return {"path": str(model), "command": cmd, "server_pid": server.pgid,
+            "server_startup_s": server.ready_after, "metrics": summarize(results, duration),
             "first_error": next((r.error for r in results if r.error), None)}
 
 
