@@ -303,6 +303,7 @@ class _Worker:
 
     def __init__(self, rank: int, llm_kwargs: dict, env: dict):
         self.rank = rank
+        self.busy = False
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "conciser.eval.vllm_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=env, text=True, bufsize=1,
@@ -328,6 +329,7 @@ class _Worker:
             raise RuntimeError(f"vLLM worker {self.rank} could not start the engine: {msg['error']}")
 
     def submit(self, shard: Sequence[Request], sampling: dict, inbox: queue.Queue) -> None:
+        self.busy = True
         self._send({"sampling": sampling, "requests": [
             {"key": r.key, "prompt_ids": r.prompt_ids, "max_tokens": r.max_tokens, "seed": r.seed} for r in shard]})
 
@@ -337,15 +339,22 @@ class _Worker:
                 msg["rank"] = self.rank
                 inbox.put(msg)
                 if msg.get("done") or "error" in msg:
+                    self.busy = False
                     return
 
         threading.Thread(target=pump, daemon=True).start()
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
+        """Quit when idle; when interrupted mid-batch (Ctrl-C) the worker is not listening, so stop it
+        (its engine processes exit with their parent)."""
+        if self.proc.poll() is not None:
+            return
+        try:
+            if self.busy:
+                self.proc.terminate()
+            else:
                 self._send({"quit": True})
-                self.proc.wait(timeout=60)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait()
+            self.proc.wait(timeout=30)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()

@@ -172,3 +172,52 @@ def test_dynasor_toy_end_to_end(tiny_toy_model, tmp_path):
         assert r["finish_reason"] in ("stop", "length", "early_exit")
         assert r["probe_tokens"] <= 20 * len(r["probes"])
     assert s["mean_total_tokens"] == pytest.approx(s["mean_tokens"] + s["mean_probe_tokens"], abs=1e-4)
+
+
+def test_cli_runs_several_benchmarks_and_resumes(tiny_toy_model, tmp_path, capsys):
+    from conciser import toy
+    from conciser.cli import main
+
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps({"problem": p.prompt, "answer": p.answer, "id": p.id}) + "\n" for p in toy.eval_problems(3)))
+    args = ["eval", "--model", str(tiny_toy_model), "--benchmarks", f"toy,{data}", "--grader", "toy", "--template", "plain",
+            "--n", "2", "--k", "1,2", "--limit", "3", "--max-new-tokens", "24", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "toy" in printed and "mine" in printed and "pass@2" in printed
+    first = {b: json.loads((tmp_path / "run" / b / "summary.json").read_text()) for b in ("toy", "mine")}
+    assert first["toy"]["n_samples"] == 6 and first["mine"]["max_new_tokens"] == 24
+    assert main(args) == 0                                                    # the same command again resumes
+    again = json.loads((tmp_path / "run" / "toy" / "summary.json").read_text())
+    assert again["samples_generated"] == 0 and _stable(again) == _stable(first["toy"])
+
+
+def test_kill_9_mid_run_then_resume(tiny_toy_model, base_run, tmp_path):
+    """A real crash: the CLI is killed (SIGKILL) while appending samples; the same command resumes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, s = base_run
+    cmd = [sys.executable, "-m", "conciser.cli", "eval", "--model", str(tiny_toy_model), "--benchmark", "toy", "--n", "2",
+           "--limit", "10", "--batch-size", "1", "--out", str(tmp_path), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    samples = tmp_path / "toy" / "samples.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if samples.exists() and samples.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_saved = samples.read_text().count("\n")
+    assert 3 <= n_saved < 20 and not (tmp_path / "toy" / "summary.json").exists()
+    # resume (the batch size is free to change: every sample has its own seed)
+    cmd[cmd.index("--batch-size") + 1] = "64"
+    assert subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode == 0
+    resumed = json.loads((tmp_path / "toy" / "summary.json").read_text())
+    assert resumed["samples_generated"] == 20 - n_saved
+    assert _stable(resumed) == _stable(s)
