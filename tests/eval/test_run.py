@@ -221,3 +221,33 @@ def test_kill_9_mid_run_then_resume(tiny_toy_model, base_run, tmp_path):
     resumed = json.loads((tmp_path / "toy" / "summary.json").read_text())
     assert resumed["samples_generated"] == 20 - n_saved
     assert _stable(resumed) == _stable(s)
+
+
+def test_think_prefill_is_detected_forced_and_graded():
+    from conciser import toy
+    from conciser.eval.benchmarks import load_benchmark
+    from conciser.eval.run import grade_records, render_prompts
+
+    tok = toy.build_tokenizer()
+    bench = load_benchmark("toy")
+    probs = bench.problems[:2]
+    plain = render_prompts(tok, bench, probs, system_prompt=None, chat_template="auto", think="auto")
+    assert plain.think_prefill == "" and plain.chat_template
+    forced = render_prompts(tok, bench, probs, system_prompt=None, chat_template="auto", think="force")
+    assert forced.think_prefill == "<think>\n"
+    assert forced.ids[0][: len(plain.ids[0])] == plain.ids[0] and len(forced.ids[0]) > len(plain.ids[0])
+    tok.chat_template = toy.CHAT_TEMPLATE.replace("<|assistant|>{% endif %}", "<|assistant|><think>\n{% endif %}")
+    r1_style = render_prompts(tok, bench, probs, system_prompt=None, chat_template="auto", think="auto")
+    assert r1_style.think_prefill == "<think>\n" and r1_style.ids == forced.ids
+    assert render_prompts(tok, bench, probs, system_prompt=None, chat_template="auto", think="off").think_prefill == ""
+    raw = render_prompts(tok, bench, probs, system_prompt="be brief", chat_template="none", think="auto")
+    assert not raw.chat_template and tok.decode(raw.ids[0]).startswith("be brief")
+    # The completion of a pre-filled prompt never opens <think>: a box inside thinking cut off by the
+    # cap must not be credited, and a finished one must be.
+    p = probs[0]
+    cut = {"answer": p.answer, "text": f"a:8+2=0. so maybe \\boxed{{{p.answer}}} b:0+4"}
+    done = {"answer": p.answer, "text": f"a:8+2=0.</think>\\boxed{{{p.answer}}}"}
+    grade_records([cut, done], "toy", prefill=r1_style.think_prefill, timeout=5, workers=None, progress=False)
+    assert (cut["correct"], cut["grade_error"], done["correct"]) == (False, "unclosed_think", True)
+    grade_records([cut], "toy", prefill="", timeout=5, workers=None, progress=False)
+    assert cut["correct"] is True      # what a harness that ignores the pre-fill would wrongly report
