@@ -1,0 +1,97 @@
+"""Helpers for trainer tests: a ConciseGRPOTrainer on a tiny toy model, and scripted rollouts.
+
+Scripted rollouts replace only TRL's generation backend (`GRPOTrainer._generate_single_turn`), so
+everything around it -- TRL's padding and logging, our grading, gathering, rewards, DOT, dynamic
+sampling, estimators and losses -- runs for real on completions whose rewards the test chose.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conciser import toy
+
+
+def completion(p: toy.ToyProblem, correct: bool = True, extra: int = 0, eos: bool = True) -> str:
+    """The minimal trace of `p` with `extra` filler tokens in the thinking; wrong answer if not
+    `correct`; no EOS (a truncated completion) if not `eos`. Tokens: p.minimal_tokens + extra."""
+    text = toy.minimal_trace(p).replace(toy.THINK_CLOSE, " hmm" * extra + toy.THINK_CLOSE)
+    if not correct:
+        text = text.replace("\\boxed{" + p.answer + "}", "\\boxed{" + str((int(p.answer) + 1) % 10) + "}")
+    return text if eos else text.removesuffix(toy.EOS)
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """`scripted(trainer, script)`: generation returns `script(problem, j, call)` for the j-th copy of a
+    prompt in the call-th generation call; returns the list of (prompt ids, completion ids) calls."""
+    from trl import GRPOTrainer
+
+    def install(trainer, script):
+        tok = trainer.processing_class
+        problems = {row["prompt"][0]["content"]: row for row in trainer.train_dataset}
+        calls = []
+
+        def fake(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+            out, seen = [], {}
+            for ids in prompt_ids:
+                text = tok.decode(ids)
+                row = next(r for content, r in problems.items() if content in text)
+                p = _problem(row)
+                j = seen.get(row["problem_id"], 0)
+                seen[row["problem_id"]] = j + 1
+                out.append(tok(script(p, j, len(calls)), add_special_tokens=False).input_ids)
+            calls.append((prompt_ids, out))
+            return out, None
+
+        monkeypatch.setattr(GRPOTrainer, "_generate_single_turn", fake)
+        return calls
+
+    return install
+
+
+def _problem(row) -> toy.ToyProblem:
+    """Rebuild the ToyProblem of a dataset row from its prompt text."""
+    content = row["prompt"][0]["content"]  # "solve: start=8; a+3; b+9."
+    head, *ops = content.removeprefix("solve: ").removesuffix(".").split("; ")
+    start = int(head.split("=")[1])
+    operands = tuple(int(op.split("+")[1]) for op in ops)
+    return toy.ToyProblem(row["problem_id"], int(row["level"]), start, operands, row["answer"], row["minimal_tokens"])
+
+
+@pytest.fixture
+def make_trainer(tmp_path):
+    """`make_trainer(model_dir, method, params, advantage=..., sampling=..., budget=..., n_train, **grpo)`."""
+    made = []
+
+    def make(model_dir, method="kimi", params=None, *, advantage=None, sampling=None, budget=None, n_train=16,
+             grader="toy", allow_fresh_state=False, **grpo):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from trl import GRPOConfig
+
+        from conciser.config import AdvantageConfig, BudgetConfig, SamplingConfig
+        from conciser.rewards import build_reward
+        from conciser.trainers.data import to_dataset
+        from conciser.trainers.grpo import ConciseGRPOTrainer
+
+        settings = dict(output_dir=str(tmp_path / f"out{len(made)}"), per_device_train_batch_size=8,
+                        num_generations=4, max_completion_length=48, max_steps=1, learning_rate=1e-2,
+                        report_to="none", save_strategy="no", logging_steps=1, seed=0, bf16=False,
+                        dataloader_num_workers=0)
+        settings.update(grpo)
+        trainer = ConciseGRPOTrainer(
+            model=AutoModelForCausalLM.from_pretrained(model_dir), processing_class=AutoTokenizer.from_pretrained(model_dir),
+            args=GRPOConfig(**settings), train_dataset=to_dataset([p.to_row() for p in toy.train_problems(n_train)]),
+            length_reward=build_reward(method, **(params or {})), grader=grader, allow_fresh_state=allow_fresh_state,
+            advantage=AdvantageConfig(**(advantage or {})), sampling=SamplingConfig(**(sampling or {})),
+            budget=BudgetConfig(**(budget or {})))
+        made.append(trainer)
+        return trainer
+
+    return make
+
+
+def toy_inputs(trainer, n_prompts: int, group: int, offset: int = 0) -> list[dict]:
+    """`n_prompts` dataset rows, each repeated `group` times (what TRL's RepeatSampler yields)."""
+    rows = [trainer.train_dataset[i] for i in range(offset, offset + n_prompts)]
+    return [r for r in rows for _ in range(group)]
