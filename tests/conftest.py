@@ -19,8 +19,8 @@ def save_random_toy_model(path, seed: int = 0, **overrides):
     from conciser import toy
     from conciser.trainers.toy_sft import ToyBaseConfig, build_model
 
-    cfg = dataclasses.replace(ToyBaseConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1,
-                                            intermediate_size=64, seed=seed), **overrides)
+    cfg = dataclasses.replace(ToyBaseConfig(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
+                                            intermediate_size=128, seed=seed), **overrides)
     tokenizer = toy.build_tokenizer()
     torch.manual_seed(seed)
     model = build_model(cfg, tokenizer)
