@@ -236,27 +236,31 @@ def run_forwarding_signals(cmd: list[str], env: dict[str, str]) -> int:
 # ---------------------------------------------------------------- recipes without a GPU
 
 @contextlib.contextmanager
-def hardware_independent_validation():
-    """Validate a recipe's trainer block on a machine without the GPU it will run on.
+def hardware_independent_validation(world_size: int | None = None):
+    """Validate a recipe's trainer block here as it will be validated on the machines it runs on.
 
-    transformers refuses `bf16: true` unless this machine has a bf16 GPU; a login node or a laptop
-    has none, but the recipe is still valid. Only that check is lifted, and only while validating.
+    transformers refuses `bf16: true` unless this machine has a bf16 GPU (a login node or a laptop has
+    none, yet the recipe is valid there), and TRL checks the batch arithmetic against *this* process's
+    world size (1 here, 16 on two 8-GPU nodes). Only these two things are replaced, only while validating.
     """
+    from unittest import mock
+
     import transformers.training_args as training_args
 
-    original = training_args.is_torch_bf16_gpu_available
-    training_args.is_torch_bf16_gpu_available = lambda: True
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(training_args, "is_torch_bf16_gpu_available", lambda: True))
+        if world_size is not None:
+            stack.enter_context(mock.patch.object(training_args.TrainingArguments, "world_size",
+                                                  property(lambda self: world_size)))
         yield
-    finally:
-        training_args.is_torch_bf16_gpu_available = original
 
 
-def load_recipe_anywhere(recipe: str, overrides: list[str] | None = None):
-    """`conciser.config.load_recipe`, valid on a login node for a GPU recipe (bf16)."""
+def load_recipe_anywhere(recipe: str, overrides: list[str] | None = None, world_size: int | None = None):
+    """`conciser.config.load_recipe`, valid on a login node for a GPU recipe (bf16) and, with world_size,
+    for the process count it will run on."""
     from conciser.config import load_recipe
 
-    with hardware_independent_validation():
+    with hardware_independent_validation(world_size):
         return load_recipe(recipe, overrides or [])
 
 
@@ -301,12 +305,19 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
         raise ValueError("give --nodes (training nodes) or --allocated-nodes (all nodes of a job), not both")
     if vllm_layout not in ("auto", "server", "colocate"):
         raise ValueError(f"--vllm-layout {vllm_layout!r}: one of auto, server, colocate")
-    r = load_recipe_anywhere(recipe, overrides)
-    t = r.trainer
-    use_vllm = bool(t.get("use_vllm", False))
-    total = allocated_nodes if allocated_nodes is not None else None
+    from conciser.config import RecipeError, apply_overrides, resolve_recipe_path
 
-    if vllm_layout == "server" or (vllm_layout == "auto" and t.get("vllm_mode") == "server"):
+    # The layout decides the process count, which TRL's validation needs: read the two vLLM keys first.
+    path = resolve_recipe_path(recipe)
+    try:
+        raw = apply_overrides(yaml.safe_load(path.read_text()) or {}, overrides or [])
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+    raw_trainer = raw.get("trainer") if isinstance(raw, dict) and isinstance(raw.get("trainer"), dict) else {}
+    use_vllm = bool(raw_trainer.get("use_vllm", False))
+    total = allocated_nodes
+
+    if vllm_layout == "server" or (vllm_layout == "auto" and raw_trainer.get("vllm_mode") == "server"):
         server = use_vllm
     elif vllm_layout == "colocate":
         server = False
@@ -331,6 +342,8 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
             gpus = detect_gpus() if gpus_per_node is None else gpus_per_node
             num_processes = max(gpus, 1) * train_nodes
     per_node = num_processes // train_nodes
+    r = load_recipe_anywhere(recipe, overrides, world_size=num_processes)
+    t = r.trainer
 
     per_device = int(t.get("per_device_train_batch_size", 8))
     grad_accum = int(t.get("gradient_accumulation_steps", 1))
