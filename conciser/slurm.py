@@ -128,6 +128,8 @@ LOG_DIR=@@LOG_DIR@@
 # ---- site set-up ----
 @@SETUP@@
 export PYTHONUNBUFFERED=1 TORCH_NCCL_ASYNC_ERROR_HANDLING=1 ACCELERATE_LOG_LEVEL=info
+# Slurm >= 22.05 job steps do not inherit --cpus-per-task: without this every node's processes share 1 CPU.
+if [[ -n "${SLURM_CPUS_PER_TASK:-}" ]]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK; fi
 
 mkdir -p "$LOG_DIR"
 mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
@@ -180,6 +182,7 @@ wait_for_vllm() {  # URL: poll the server's /health until it answers, it dies, o
 }
 
 if [[ "$CONCISER_VLLM_SERVER" == 1 ]]; then
+  command -v curl >/dev/null || { echo "error: curl is needed to wait for the vLLM server; install it or load its module" >&2; exit 2; }
   VLLM_NODE=${NODES[NUM_NODES - 1]}
   VLLM_LOG="$LOG_DIR/vllm-${SLURM_JOB_ID:-0}.log"
   SCALE_OUT=()
