@@ -310,10 +310,13 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
     # The layout decides the process count, which TRL's validation needs: read the two vLLM keys first.
     path = resolve_recipe_path(recipe)
     try:
-        raw = apply_overrides(yaml.safe_load(path.read_text()) or {}, overrides or [])
+        loaded = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from None
-    raw_trainer = raw.get("trainer") if isinstance(raw, dict) and isinstance(raw.get("trainer"), dict) else {}
+    raw_trainer: dict[str, Any] = {}
+    if isinstance(loaded, dict):  # anything else: load_recipe below says what is wrong
+        raw = apply_overrides(loaded, overrides or [])
+        raw_trainer = raw["trainer"] if isinstance(raw.get("trainer"), dict) else {}
     use_vllm = bool(raw_trainer.get("use_vllm", False))
     total = allocated_nodes
 
