@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,12 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def prepare(recipe_name: str, overrides: list[str], wandb: bool = False):
     """Validate everything that can be validated without a model (recipe, data, reward, and how the
     advantage / sampling / budget blocks fit the reward and trainer). Returns (recipe, rows, reward, grpo_args)."""
@@ -46,6 +53,9 @@ def prepare(recipe_name: str, overrides: list[str], wandb: bool = False):
 
     recipe = load_recipe(recipe_name, overrides)
     trainer_block = {**TRAINER_DEFAULTS, **recipe.trainer}
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _has_cuda():
+        # several CPU processes (torchrun): accelerate forms the gloo group only with use_cpu
+        trainer_block.setdefault("use_cpu", True)
     if wandb:
         trainer_block["report_to"] = "wandb"
     recipe.trainer = trainer_block
