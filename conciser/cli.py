@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"conciser {known.command}", description=help_)
     module.add_arguments(parser)
     idx = argv.index(known.command)
-    args = parser.parse_args(argv[idx + 1:])
+    # Intermixed: `conciser train RECIPE --accelerate zero3 key=value` works in any order.
+    args = parser.parse_intermixed_args(argv[idx + 1:])
     try:
         return int(module.run(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as exc:

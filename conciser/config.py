@@ -49,6 +49,9 @@ class DataConfig:
     prompt_column / answer_column / id_column: column names in the dataset. The prompt is either a
         string (wrapped as one user message) or a list of chat messages.
     grader: `toy` (exact digit in \\boxed{} after </think>) or `math` (math-verify).
+    prompt_template: a format string with `{problem}` applied to string prompts, e.g. the R1 directive
+        "{problem}\\nPlease reason step by step, and put your final answer within \\boxed{{}}.";
+        None uses the prompt as it is.
     """
 
     dataset: str = "toy"
@@ -59,6 +62,7 @@ class DataConfig:
     answer_column: str = "answer"
     id_column: str = "problem_id"
     grader: str = "toy"
+    prompt_template: str | None = None
 
 
 @dataclass

@@ -16,6 +16,8 @@ from conciser.config import DataConfig, RecipeError
 
 
 def _normalise(rows: list[dict], cfg: DataConfig, source: str) -> list[dict]:
+    if cfg.prompt_template and "{problem}" not in cfg.prompt_template:
+        raise RecipeError("data.prompt_template: must contain {problem} (write literal braces as {{ }})")
     out = []
     for i, row in enumerate(rows):
         for col in (cfg.prompt_column, cfg.answer_column):
@@ -27,6 +29,8 @@ def _normalise(rows: list[dict], cfg: DataConfig, source: str) -> list[dict]:
                 )
         prompt = row[cfg.prompt_column]
         if isinstance(prompt, str):
+            if cfg.prompt_template:
+                prompt = cfg.prompt_template.format(problem=prompt)
             prompt = [{"role": "user", "content": prompt}]
         pid = row.get(cfg.id_column)
         extra = {k: v for k, v in row.items() if k not in (cfg.prompt_column, cfg.answer_column, cfg.id_column)}

@@ -75,3 +75,19 @@ def test_resolved_recipe_is_written(tmp_path):
     path = write_resolved(recipe, tmp_path)
     text = path.read_text()
     assert "method: laser" in text and "resolved from" in text
+
+
+def test_prompt_template_wraps_string_prompts(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"prompt": "1+1?", "answer": "2"}) + "\n")
+    rows = load_rows(DataConfig(dataset=str(path), grader="math", prompt_template="{problem} Box it."))
+    assert rows[0]["prompt"] == [{"role": "user", "content": "1+1? Box it."}]
+    with pytest.raises(RecipeError, match="prompt_template"):
+        load_rows(DataConfig(dataset=str(path), grader="math", prompt_template="no placeholder"))
+
+
+def test_cli_accepts_options_between_overrides():
+    from conciser.cli import main
+
+    # A bad key fails validation (exit 2) only if parsing accepted the intermixed order first.
+    assert main(["train", "toy/laser", "--resume", "x", "trainer.max_stepz=1"]) == 2
