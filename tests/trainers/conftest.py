@@ -7,6 +7,9 @@ sampling, estimators and losses -- runs for real on completions whose rewards th
 
 from __future__ import annotations
 
+import functools
+import re
+
 import pytest
 
 from conciser import toy
@@ -21,26 +24,34 @@ def completion(p: toy.ToyProblem, correct: bool = True, extra: int = 0, eos: boo
     return text if eos else text.removesuffix(toy.EOS)
 
 
+PROMPT = re.compile(r"solve: start=\d; [^.]*\.")
+
+
+@functools.lru_cache(maxsize=1)
+def _toy_problems() -> dict[str, toy.ToyProblem]:
+    """prompt text -> problem, for every toy training problem a recipe can use (n_train <= 2000, seed 0)."""
+    return {p.prompt: p for p in toy.train_problems(2000)}
+
+
 @pytest.fixture
 def scripted(monkeypatch):
-    """`scripted(trainer, script)`: generation returns `script(problem, j, call)` for the j-th copy of a
-    prompt in the call-th generation call; returns the list of (prompt ids, completion ids) calls."""
+    """`scripted(trainer, script)`: TRL's generation backend returns `script(problem, j, call)` for the j-th
+    copy of a prompt in the call-th generation call, cut at the trainer's current cap (as generation
+    would be). Returns the list of (prompt ids, completion ids) per call. `trainer` may be None: the
+    patch is on the class, so trainers built later (e.g. inside `conciser train`) use it too."""
     from trl import GRPOTrainer
 
     def install(trainer, script):
-        tok = trainer.processing_class
-        problems = {row["prompt"][0]["content"]: row for row in trainer.train_dataset}
         calls = []
 
         def fake(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+            tok = self.processing_class
             out, seen = [], {}
             for ids in prompt_ids:
-                text = tok.decode(ids)
-                row = next(r for content, r in problems.items() if content in text)
-                p = _problem(row)
-                j = seen.get(row["problem_id"], 0)
-                seen[row["problem_id"]] = j + 1
-                out.append(tok(script(p, j, len(calls)), add_special_tokens=False).input_ids)
+                p = _toy_problems()[PROMPT.search(tok.decode(ids)).group(0)]
+                j = seen.get(p.id, 0)
+                seen[p.id] = j + 1
+                out.append(tok(script(p, j, len(calls)), add_special_tokens=False).input_ids[:self.max_completion_length])
             calls.append((prompt_ids, out))
             return out, None
 
@@ -48,15 +59,6 @@ def scripted(monkeypatch):
         return calls
 
     return install
-
-
-def _problem(row) -> toy.ToyProblem:
-    """Rebuild the ToyProblem of a dataset row from its prompt text."""
-    content = row["prompt"][0]["content"]  # "solve: start=8; a+3; b+9."
-    head, *ops = content.removeprefix("solve: ").removesuffix(".").split("; ")
-    start = int(head.split("=")[1])
-    operands = tuple(int(op.split("+")[1]) for op in ops)
-    return toy.ToyProblem(row["problem_id"], int(row["level"]), start, operands, row["answer"], row["minimal_tokens"])
 
 
 @pytest.fixture

@@ -47,12 +47,11 @@ def main(model_dir: str, out_dir: str) -> None:
     from conciser.trainers.grpo import ConciseGRPOTrainer
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import _problem
+    from conftest import PROMPT, _toy_problems
 
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))  # torchrun's
     n_local = 3 * GROUP // world
     rows = [p.to_row() for p in toy.train_problems(12)]
-    by_prompt = {r["prompt"][0]["content"]: r for r in rows}
     script.first = rows[0]["problem_id"]
     calls = [0]
 
@@ -60,10 +59,9 @@ def main(model_dir: str, out_dir: str) -> None:
         tok = self.processing_class
         out = []
         for i, ids in enumerate(prompt_ids):
-            text = tok.decode(ids)
-            row = next(r for content, r in by_prompt.items() if content in text)
+            p = _toy_problems()[PROMPT.search(tok.decode(ids)).group(0)]
             j = (rank * len(prompt_ids) + i) % GROUP  # the copy's index in its group, counted globally
-            out.append(tok(script(_problem(row), j, calls[0]), add_special_tokens=False).input_ids)
+            out.append(tok(script(p, j, calls[0]), add_special_tokens=False).input_ids)
         calls[0] += 1
         return out, None
 

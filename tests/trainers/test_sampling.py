@@ -4,6 +4,9 @@ through real TRL scoring passes on scripted rollouts (methods-core §2.4, method
 Run: .venv/bin/pytest tests/trainers/test_sampling.py
 """
 
+import math
+import statistics
+
 import pytest
 
 from conciser.trainers.sampling import DynamicSamplingError, keep_groups
@@ -79,20 +82,23 @@ def test_concise_r_keeps_all_correct_groups(tiny_toy_model, make_trainer, script
 
 
 def test_dot_cuts_the_outlier_of_a_solved_group_masks_its_tail_and_regrades(tiny_toy_model, make_trainer, scripted):
-    # group 0 (level 1, 23 tokens): three minimal answers and one with 200 filler tokens; alpha = 1:
-    # T = floor(mean + std) = floor(73 + 100) = 173, and 223 - 173 >= 32 -> cut at 173 (no answer left).
+    # group 0: three minimal answers of n tokens and one with 200 filler tokens; alpha = 1:
+    # T = floor(mean + std) (sample std) and (n + 200) - T >= 32, so the outlier is cut at T (no answer left).
+    # Group 1 is all minimal (solved, equal: dropped); refill groups have an outlier again.
     def script(p, j, call):
-        return completion(p, extra=200 if (p.level == 1 and j == 3) else 0)
+        return completion(p, extra=200 if j == 3 and (call > 0 or p.id == first[0]) else 0)
 
     trainer = make_trainer(tiny_toy_model, "dot", {"alpha": 1.0}, sampling={"dynamic": True}, max_completion_length=256)
+    first = [trainer.train_dataset[0]["problem_id"]]
     calls = scripted(trainer, script)
     trainer.model.train()
     out = trainer._generate_and_score_completions(toy_inputs(trainer, 2, 4))
     # the cut group is no longer all-correct, so dynamic sampling keeps it; group 1 (all solved, equal) is
-    # dropped and refilled
-    assert len(calls) >= 2
-    lengths = out["completion_mask"].sum(1).tolist()
-    assert lengths[:4] == [23, 23, 23, 173]
+    # dropped and the batch refilled
+    n = len(calls[0][1][0])
+    cut = math.floor(statistics.mean([n, n, n, n + 200]) + statistics.stdev([n, n, n, n + 200]))
+    assert n + 200 - cut >= 32
+    assert len(calls) == 2
+    assert out["completion_mask"].sum(1).tolist()[:4] == [n, n, n, cut]
     assert out["advantages"][3] < 0 < out["advantages"][0]
-    m = trainer._metrics["train"]
-    assert m["dot/cut_frac"][0] == pytest.approx(1 / 8)
+    assert trainer._metrics["train"]["dot/cut_frac"][0] == pytest.approx(1 / 8)
