@@ -24,6 +24,18 @@ def completion(p: toy.ToyProblem, correct: bool = True, extra: int = 0, eos: boo
     return text if eos else text.removesuffix(toy.EOS)
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models run far faster on one thread: on a shared 2-core machine two contending OpenMP threads
+    made each tiny matmul ~500x slower. Restored after each test."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 PROMPT = re.compile(r"solve: start=\d; [^.]*\.")
 
 

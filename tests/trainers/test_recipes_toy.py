@@ -1,0 +1,65 @@
+"""Every card method's toy recipe validates, and trains end to end through `conciser train`.
+
+The end-to-end runs keep each recipe's own reward, advantage, sampling and budget blocks and shrink only
+the scale (2 steps, 4 prompts x 4, a tiny model). Rollouts are scripted (right and wrong answers of
+varied length), because a tiny model's answers are all wrong and dynamic sampling would rightly refuse
+them; generation itself is covered by test_train_toy.py, test_budget.py and test_vllm_colocate.py.
+Run: .venv/bin/pytest tests/trainers/test_recipes_toy.py   (~1 min)
+"""
+
+import hashlib
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from conciser.config import resolve_recipe_path
+from conciser.trainers.train import prepare, train
+
+from conftest import completion
+
+CARD = ["laser_d", "laser_de", "dler", "dler_da", "drpo", "hapo", "curriculum"]
+# what each recipe must show in its logs (besides the common length/ metrics)
+SIGNS = {
+    "laser_d": {"laser_d/target_easy", "laser_d/monitor_solved_frac"},
+    "laser_de": {"laser_de/target_hard", "laser_de/monitor_solved_frac"},
+    "dler": {"sampling/gen_batches", "sampling/kept_group_frac", "advantage/centred_std", "dler/target_mean"},
+    "dler_da": {"sampling/gen_batches", "advantage/centred_std", "dler_da/target_mean"},
+    "drpo": {"drpo/live_group_frac", "drpo/objective", "drpo/kl"},
+    "hapo": {"hapo/history_known_frac"},
+    "curriculum": {"length/budget"},
+}
+
+
+def _script(p, j, call):
+    h = int(hashlib.sha1(f"{p.id}:{j}:{call}".encode()).hexdigest(), 16)
+    return completion(p, correct=h % 3 != 0, extra=h % 40)
+
+
+@pytest.mark.parametrize("method", CARD)
+def test_card_recipe_validates_and_names_its_launch_command(method):
+    assert resolve_recipe_path(f"toy/{method}").read_text().splitlines()[0] == f"# conciser train toy/{method}"
+    recipe, rows, reward, args = prepare(f"toy/{method}", [])
+    assert recipe.model.name_or_path == "toy" and recipe.data.dataset == "toy" and reward.name == method
+    assert args.max_completion_length <= 224 and args.max_steps == 60
+
+
+@pytest.mark.parametrize("method", CARD)
+def test_card_recipe_trains_end_to_end(method, tiny_toy_model, scripted, tmp_path):
+    scripted(None, _script)
+    extra = ["rewards.params.total_steps=2"] if method == "curriculum" else []
+    out = train(f"toy/{method}", [
+        f"model.name_or_path={tiny_toy_model}", f"trainer.output_dir={tmp_path / 'run'}", "trainer.max_steps=2",
+        "trainer.per_device_train_batch_size=16", "trainer.num_generations=4", "trainer.logging_steps=1",
+        "data.n_train=32", "sampling.monitor_prompts=4", *extra])
+    logs = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    steps = [log for log in logs if "loss" in log]
+    assert len(steps) == 2
+    seen = set().union(*steps)
+    assert {"length/mean", "length/truncated_frac", "length/budget", "correct/frac"} | SIGNS[method] <= seen
+    before = AutoModelForCausalLM.from_pretrained(tiny_toy_model).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert sum(not torch.equal(before[k], after[k]) for k in before) >= len(before) // 2
+    if method == "curriculum":
+        assert [log["length/budget"] for log in steps] == [224, 127]
