@@ -23,7 +23,7 @@ SCRIPT = Path(__file__).with_name("vllm_colocate_script.py")
 
 def test_colocate_generation_uses_budget_and_syncs_weights(tmp_path):
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-           "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
+           "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
