@@ -11,7 +11,8 @@ a group-aware length reward written as a plain TRL reward function is wrong on m
    (problem id, token length, correct, truncated, format ok) from every rank;
 3. DOT: cuts the length outliers of solved groups, masks the cut tails and re-grades the cut text;
 4. scores the whole gathered batch with the recipe's reward (`conciser.rewards`), identically on
-   every rank, and commits stateful rewards' `observe(batch)` in training mode only;
+   every rank, and commits stateful rewards' `observe(batch)` in training mode only (once per scored
+   generation batch: with dynamic sampling, dropped groups teach the state too);
 5. dynamic sampling (`trainers/sampling.py`): drops all-equal groups and refills from new prompts;
 6. turns rewards into advantages with the recipe's estimator (`trainers/advantages.py`); DRPO also
    swaps TRL's clipped loss for its own;
@@ -194,8 +195,14 @@ class ConciseGRPOTrainer(GRPOTrainer):
         loss_mask = self._loss_mask(out)
         scores = (gather(sequence_scores(out["old_per_token_logps"], loss_mask))
                   if self.estimator.needs_scores else None)
-        self._estimate(mode, out, scored.rows, scored.rewards, gather(out["advantages"]),
-                       gather(loss_mask.sum(-1)), scores, group)
+        values = self._estimate(mode, out, scored.rows, scored.rewards, gather(out["advantages"]),
+                                gather(loss_mask.sum(-1)), scores, group)
+        # TRL 1.16 logged its own advantages for the completions table (`_logs["advantages"]`, one per
+        # completion of this batch, appended last): show the estimator's instead.
+        logged = self._logs["advantages"]
+        for _ in range(min(len(values), len(logged))):
+            logged.pop()
+        logged.extend(values.tolist())
         return out
 
     def _score_round(self, inputs) -> tuple[dict[str, Any], _Scored]:
@@ -273,8 +280,8 @@ class ConciseGRPOTrainer(GRPOTrainer):
                        tokens, scores, group)
         return local
 
-    def _estimate(self, mode, out, rows, rewards, trl_advantages, token_counts, scores, group) -> None:
-        """Run the recipe's estimator on the gathered batch; put this rank's slice into `out`."""
+    def _estimate(self, mode, out, rows, rewards, trl_advantages, token_counts, scores, group) -> torch.Tensor:
+        """Run the recipe's estimator on the gathered batch; put this rank's slice into `out`; return all."""
         device = self.accelerator.device
         batch = self._rollout_batch(rows, group_size=group)
         values, metrics = self.estimator(EstimatorInput(
@@ -288,6 +295,7 @@ class ConciseGRPOTrainer(GRPOTrainer):
         out["advantages"] = values[start:start + n].to(device)
         if self.estimator.name == "drpo":
             out["drpo_prompts"] = torch.tensor(float(len(values) // group), device=device)
+        return values
 
     # ---------------------------------------------------------------------------------------------
     # Rewards on the gathered batch. TRL 1.16: `_calculate_rewards(inputs, prompts, completions,
@@ -488,8 +496,8 @@ class ConciseGRPOTrainer(GRPOTrainer):
         loss, parts = drpo_loss(logps, old, mask, inputs["advantages"], n_prompts, cfg.delta, cfg.beta,
                                 token_ratio=ratio, penalty_scale=1.0 / accumulation)
         m = self._metrics[mode]
-        m["drpo/kl"].append(self.accelerator.gather(parts["kl"]).mean().item())
-        m["drpo/penalty_coef"].append(self.accelerator.gather(parts["penalty_coef"]).mean().item())
+        m["drpo/kl"].append(self.accelerator.gather(parts["kl"].reshape(1)).mean().item())
+        m["drpo/penalty_coef"].append(self.accelerator.gather(parts["penalty_coef"].reshape(1)).mean().item())
         return loss
 
     # ---------------------------------------------------------------------------------------------

@@ -111,6 +111,7 @@ def test_estimators_in_a_real_scoring_pass(tiny_toy_model, make_trainer, scripte
     logged = trainer._metrics["train"]
     assert logged["rewards/dler/mean"] == [pytest.approx(sum(REWARDS) / 8)]
     assert logged["advantage/abs_mean"] == [pytest.approx(sum(abs(x) for x in expected) / 8, abs=1e-5)]
+    assert list(trainer._logs["advantages"]) == pytest.approx(expected, abs=1e-5)  # the completions table
 
 
 # -- DRPO: gradient of the trainer's loss == gradient of the objective written out directly ---------
