@@ -39,3 +39,23 @@ def test_grading_items_are_distinct_and_cover_every_category():
     assert len({(it.gold, it.completion) for it in items}) == len(items)
     assert build_items(quick=True) == items  # deterministic
     assert len(build_items()) >= 2000
+
+
+def test_trainer_overhead_bench_gives_a_ratio_per_configuration(tmp_path):
+    from bench.trainer_overhead import CONFIGS, Setup, run, tiny_model
+
+    setup = Setup(model=tiny_model(tmp_path / "tiny"), steps=2, rounds=1, batch=8, generations=4,
+                  max_completion_length=64, n_train=16)
+    r = run(setup=setup, out_dir=tmp_path)
+
+    assert list(r["configs"]) == list(CONFIGS)
+    assert r["configs"]["stock"]["ratio"] == 1.0
+    for name, c in r["configs"].items():
+        assert c["steps"] == 1  # 2 steps, the first dropped
+        assert c["median_step_s"] > 0 and c["ratio"] == pytest.approx(
+            c["median_step_s"] / r["configs"]["stock"]["median_step_s"])
+    # learning rate 0 and one seed: stock TRL and conciser's correctness-only run sample the same completions
+    assert r["configs"]["correctness"]["mean_completion_length"] == r["configs"]["stock"]["mean_completion_length"]
+    assert {x["config"] for x in r["runs"]} == set(CONFIGS)
+    md = (tmp_path / "trainer_overhead.md").read_text()
+    assert "(b) conciser, LASER-D + batch advantages" in md and "ratio to stock" in md
