@@ -13,9 +13,9 @@ from conftest import completion
 
 
 def _script(p, j, call):
-    # call 0: the first problem's group all wrong (dropped, one refill); otherwise right answers whose
-    # lengths vary with the call, so HAPO's per-problem history moves
-    if call == 0 and j < 4 and p.level == 1:
+    # call 0: every group all wrong (dropped, refilled); then right answers whose lengths vary with the
+    # call, so HAPO's per-problem history moves
+    if call == 0:
         return completion(p, correct=False)
     return completion(p, correct=j != 1, extra=(3 * j + call) % 7)
 
