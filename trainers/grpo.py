@@ -380,9 +380,11 @@ class ConciseGRPOTrainer(GRPOTrainer):
         if wrong:
             m["length/mean_incorrect"].append(statistics.fmean(wrong))
         m["length/budget"].append(self._budget_metric)
-        self._reward_metrics = self._method_metrics(batch)
-        for key, value in self._reward_metrics.items():
+        metrics = self._method_metrics(batch)
+        for key, value in metrics.items():
             m[key].append(value)
+        if mode == "train":
+            self._reward_metrics = metrics
 
     def _method_metrics(self, batch: RolloutBatch) -> dict[str, float]:
         """Per-method state: LASER-D targets per bucket, DLER targets, PALU budgets, HAPO history."""

@@ -70,3 +70,18 @@ def test_resume_without_state_file_fails_clearly_unless_fresh_start_allowed(tiny
     scripted(fresh, _script)
     fresh.train(resume_from_checkpoint=str(tmp_path / "copy"))
     assert fresh.state.global_step == 2
+
+
+def test_evaluation_never_changes_state(tiny_toy_model, make_trainer, scripted):
+    from conftest import toy_inputs
+
+    trainer = _make(make_trainer, tiny_toy_model)
+    scripted(trainer, lambda p, j, call: completion(p, correct=j != 1, extra=j))
+    trainer.model.train()
+    trainer._generate_and_score_completions(toy_inputs(trainer, 2, 4))
+    before = json.dumps(trainer.state_dict())
+    assert json.loads(before)["reward"]["history"]
+    trainer.model.eval()
+    trainer._generate_and_score_completions(toy_inputs(trainer, 2, 4, offset=4))
+    assert json.dumps(trainer.state_dict()) == before
+    assert trainer._metrics["eval"]["length/mean"]  # it did score
