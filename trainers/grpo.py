@@ -486,7 +486,8 @@ class ConciseGRPOTrainer(GRPOTrainer):
         mask = self._loss_mask(inputs)
         old = inputs.get("old_per_token_logps")
         old = logps.detach() if old is None else old
-        ratio = inputs.get("importance_sampling_ratio") if self.use_vllm and self.vllm_importance_sampling_correction else None
+        corrected = self.use_vllm and self.vllm_importance_sampling_correction  # TRL's IS ratio vs vLLM's logps
+        ratio = inputs.get("importance_sampling_ratio") if corrected else None
         mode = "train" if self.model.training else "eval"
         # The objective is a mean over the prompts of one optimizer step's window (dead groups count):
         # this rank's share, as TRL's dapo normaliser does for tokens.

@@ -19,6 +19,7 @@ WATCH = ("model.layers.0.mlp.down_proj.weight", "model.norm.weight")
 
 def main(out: Path) -> None:
     import torch
+    from safetensors.torch import load_file
     from trl.generation.vllm_generation import VLLMGeneration
     from vllm import LLM
 
@@ -31,8 +32,7 @@ def main(out: Path) -> None:
     build_model(ToyBaseConfig(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=128),
                 tok).save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
-    initial = {k: v.clone() for k, v in __import__("safetensors.torch").torch.load_file(
-        str(model_dir / "model.safetensors")).items() if k in WATCH}
+    initial = {k: v for k, v in load_file(str(model_dir / "model.safetensors")).items() if k in WATCH}
 
     calls, syncs = [], []
     sync, generate, llm_generate = VLLMGeneration.sync_weights, VLLMGeneration.generate, LLM.generate
