@@ -13,7 +13,10 @@ value per completion in global order plus the metrics that say what it did.
            the length-normalised log-likelihood s(o) = mean_t log pi(o_t), consumed by `drpo_loss`
            (the trainer swaps TRL's clipped loss for it). Positives get w_i = softmax of the length
            reward over the group's positives (sum +1); negatives get -softmax_N(s_j / tau) (sum -1),
-           the gradient of tau * LSE_N(s / tau); all-correct and all-wrong groups get 0.
+           the gradient of tau * LSE_N(s / tau); all-correct and all-wrong groups get 0. The softmax is
+           taken at the generating policy, which is the current one when each generation batch feeds
+           one optimizer step (TRL's default: steps_per_generation = gradient accumulation,
+           num_iterations = 1); with reuse it is the generating policy's, as a stale weight.
 
 Adding an estimator: one class with `name`, `needs_scores`, `__call__(inp) -> (values, metrics)` and
 one line in ESTIMATORS.

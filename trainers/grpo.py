@@ -160,6 +160,8 @@ class ConciseGRPOTrainer(GRPOTrainer):
             from conciser.trainers.vllm_cpu import patch_cpu_linear_for_weight_sync
 
             patch_cpu_linear_for_weight_sync()  # no-op with CUDA
+        # TRL 1.16: GRPOTrainer(model, reward_funcs, args, ...) builds its reward columns, generation
+        # config and vLLM engine from these; the budget and estimator read back what it set.
         kwargs.pop("reward_funcs", None)
         super().__init__(*args, reward_funcs=[_RewardColumn(length_reward.name)], **kwargs)
 
