@@ -59,3 +59,50 @@ def test_trainer_overhead_bench_gives_a_ratio_per_configuration(tmp_path):
     assert {x["config"] for x in r["runs"]} == set(CONFIGS)
     md = (tmp_path / "trainer_overhead.md").read_text()
     assert "(b) conciser, LASER-D + batch advantages" in md and "ratio to stock" in md
+
+
+def _fake_summary(acc, tokens, minimal=40.0):
+    levels = {str(lv): {"n_problems": 10, "accuracy": acc, "mean_tokens": tokens + lv, "truncation_rate": 0.0,
+                        "mean_minimal_tokens": minimal + lv} for lv in (1, 2)}
+    return {"n_problems": 20, "accuracy": acc, "mean_tokens": tokens, "mean_minimal_tokens": minimal,
+            "tokens_over_minimal": tokens / minimal, "truncation_rate": 0.1, "by_level": levels, "max_new_tokens": 160}
+
+
+def test_toy_pareto_table_and_plot_from_fake_summaries(tmp_path):
+    from bench.toy_pareto import write
+
+    records = [
+        {"method": "base", "seed": 0, "summary": _fake_summary(0.60, 120.0)},
+        {"method": "laser", "seed": 0, "summary": _fake_summary(0.70, 60.0)},
+        {"method": "laser", "seed": 1, "summary": _fake_summary(0.80, 80.0)},
+        {"method": "kimi", "seed": 0, "summary": _fake_summary(0.50, 44.0)},
+        {"method": "l1_exact", "seed": 0, "error": "ValueError: needs RolloutBatch.target_lengths"},
+    ]
+    config = {"methods": ["laser", "kimi", "l1_exact"], "seeds": [0, 1], "steps": 3, "problems": 20,
+              "base": "/x/toy-base-abc", "eval_seed": 0, "jobs": 2}
+    r = write(records, config=config, quick=True, wall_s=60.0, mach={"cpus": 2}, out_dir=tmp_path)
+
+    laser = r["methods"]["laser"]
+    assert laser["accuracy"] == pytest.approx(0.75) and laser["mean_tokens"] == pytest.approx(70.0)
+    assert laser["accuracy_std"] == pytest.approx(0.0707, abs=1e-3) and laser["seeds"] == [0, 1]
+    assert laser["by_level"]["2"]["mean_tokens"] == pytest.approx(72.0)
+    assert r["methods"]["l1_exact"]["accuracy"] is None and r["methods"]["l1_exact"]["errors"]
+    md = (tmp_path / "toy_pareto.quick.md").read_text()
+    lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
+    names = [ln.split("|")[1].strip() for ln in lines[2:]]
+    assert names == ["base", "kimi (other)", "laser (card)", "l1_exact"]  # base, then by mean tokens, failures last
+    laser_row = next(ln for ln in lines if ln.startswith("| laser"))
+    assert "0.750 ± 0.071" in laser_row and "+15.0" in laser_row and "-42%" in laser_row and "1.75×" in laser_row
+    assert "failed: ValueError" in next(ln for ln in lines if ln.startswith("| l1_exact"))
+    assert (tmp_path / "toy_pareto.quick.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "toy_pareto.quick.json").read_text())["plot"] == "toy_pareto.quick.png"
+
+
+def test_toy_pareto_has_a_recipe_for_every_method():
+    from bench.toy_pareto import CARD, GRPO, all_methods, recipe_for
+    from conciser.rewards import REWARDS
+
+    assert set(all_methods()) == set(REWARDS) | {GRPO}
+    for m in all_methods():
+        recipe, overrides = recipe_for(m)
+        assert recipe == (f"toy/{m}" if m in CARD else "toy/laser") or recipe == f"toy/{m}"

@@ -1,0 +1,404 @@
+"""Toy Pareto: every length-reward method trained from the same toy base, evaluated on the same problems.
+
+    python -m bench.toy_pareto                   # every method, full steps (part of `make bench`)
+    python -m bench.toy_pareto --quick           # 6 methods, fewer steps and problems
+    python -m bench.toy_pareto --methods laser,dler --steps 40 --seeds 0,1
+
+Every method starts from the cached toy base (`conciser toy-base`) with the same training seed and
+the same number of optimizer steps, and is evaluated on the same held-out toy problems
+(`conciser.eval`, benchmark "toy": the first N of its problems, levels cycled evenly) with the same
+sampling and the toy's default generation cap, so the rows are comparable:
+
+    card methods   laser, laser_d, laser_de, dler, dler_da, drpo, hapo, curriculum: their own
+                   recipes/toy/<method>.yaml (only the step count, seed and output folder changed)
+    grpo           plain GRPO, correctness only: toy/laser with alpha 0 and wrong/format rewards 0
+    the others     the rest of the rewards registry: toy/laser's model/data/trainer blocks at the
+                   toy's default cap, with that method's parameters scaled to toy lengths
+                   (`generic_overrides`; a recipes/toy/<method>.yaml, where one exists, wins)
+
+A method that fails to train is reported with its error, not dropped. Results: a table (accuracy,
+mean tokens, tokens / minimal, the change against the base, per difficulty level) in
+bench/results/toy_pareto.md + .json and the plot bench/results/toy_pareto.png (accuracy against
+mean tokens, the Pareto front, the base, the minimal length; with several seeds, mean ± std).
+
+Runs go `--jobs` at a time (default: the CPUs), each in its own process with one torch thread
+(tiny models waste a second thread, and on shared cores two threads stall on OpenMP barriers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench._common import RESULTS, log, machine, md_table, stamp, write_results
+
+CARD = ["laser", "laser_d", "laser_de", "dler", "dler_da", "drpo", "hapo", "curriculum"]
+GRPO = "grpo"
+GRPO_RECIPE = ("toy/laser", ["rewards.params.alpha=0.0", "rewards.params.wrong_reward=0.0",
+                             "rewards.params.format_reward=0.0"])
+
+# Toy-scale parameters of the methods without a card recipe, for the toy's default cap C
+# (conciser.toy.DEFAULT_MAX_COMPLETION, also the eval cap). Toy lengths are about 1/40 of the papers'
+# 4k-16k token scales: per-token coefficients are scaled up and token counts down by about that.
+def generic_overrides(method: str, cap: int) -> list[str]:
+    table = {
+        "kimi": [],                                                   # min/max normalised in the group
+        "cosine": ["rewards.params.exceed_margin=1"],                # 16 of 14,336 tokens
+        "l1_exact": ["rewards.params.alpha=0.012"],                  # 0.0003/token x 40
+        "l1_max": [],                                                 # alpha 0.01, as in the code
+        "thinkprune": [f"rewards.params.caps=[{cap * 5 // 8}]",      # one stage, 4000 of a 6.4k-token
+                       "budget.schedule=reward"],                     # habit -> 5/8 of the cap
+        "shorterbetter": ["rewards.params.beta=0.04"],               # 0.001/token x 40
+        "grpo_lambda": [],                                            # sigmoid of z-scored lengths
+        "palu": ["budget.schedule=reward"],                           # budgets from the cap down
+        "dot": ["rewards.params.margin=2.0"],                        # 32 tokens / 16
+        "concise_r": [],                                              # relative to the cap
+        "soft_overlong": [f"rewards.params.cache_length={cap // 5}"],  # 4096 of 20,480
+    }
+    if method not in table:
+        raise ValueError(f"no toy recipe and no generic parameters for {method!r}; add it to generic_overrides")
+    return table[method]
+QUICK_METHODS = ["grpo", "laser", "laser_d", "dler", "hapo", "kimi"]
+FULL_STEPS, QUICK_STEPS = 30, 8
+FULL_PROBLEMS, QUICK_PROBLEMS = 250, 60
+
+
+def all_methods() -> list[str]:
+    from conciser.rewards import REWARDS
+
+    return [*CARD, GRPO, *[m for m in REWARDS if m not in CARD]]
+
+
+def recipe_for(method: str) -> tuple[str, list[str]]:
+    """(recipe, overrides) that train `method` on the toy."""
+    from conciser.config import resolve_recipe_path
+
+    if method == GRPO:
+        return GRPO_RECIPE
+    try:
+        resolve_recipe_path(f"toy/{method}")
+        return f"toy/{method}", []
+    except FileNotFoundError:
+        if method in CARD:
+            raise
+    from conciser import toy
+
+    cap = toy.DEFAULT_MAX_COMPLETION
+    return "toy/laser", [f"rewards.method={method}", "rewards.params={}", f"trainer.max_completion_length={cap}",
+                         *generic_overrides(method, cap)]
+
+
+@dataclass
+class Spec:
+    """One (method, seed) run: train (unless method == "base") then evaluate."""
+
+    method: str
+    seed: int
+    steps: int
+    problems: int
+    model: str
+    out: str
+    eval_seed: int = 0
+    extra: list[str] = field(default_factory=list)
+
+
+def run_one(spec: Spec) -> dict:
+    """Train and evaluate one spec in this process; returns its result record (never raises)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from conciser.eval.run import evaluate
+    from conciser.trainers.train import train
+
+    out = Path(spec.out)
+    rec: dict = {"method": spec.method, "seed": spec.seed, "steps": spec.steps}
+    t0 = time.perf_counter()
+    try:
+        model = spec.model
+        if spec.method != "base":
+            recipe, overrides = recipe_for(spec.method)
+            rec["recipe"], rec["overrides"] = recipe, overrides
+            model = str(train(recipe, [*overrides, f"model.name_or_path={spec.model}", f"trainer.output_dir={out / 'model'}",
+                                       f"trainer.max_steps={spec.steps}", f"trainer.seed={spec.seed}",
+                                       "trainer.logging_steps=5", *spec.extra]))
+        rec["train_s"] = round(time.perf_counter() - t0, 1)
+        t1 = time.perf_counter()
+        s = evaluate(model, benchmark="toy", n=1, limit=spec.problems, out_dir=out / "eval", seed=spec.eval_seed,
+                     print_table=False, progress=False)
+        rec["eval_s"] = round(time.perf_counter() - t1, 1)
+        rec["summary"] = {k: s.get(k) for k in ("n_problems", "accuracy", "accuracy_stderr", "mean_tokens",
+                                                "mean_minimal_tokens", "tokens_over_minimal", "truncation_rate",
+                                                "no_answer_rate", "by_level", "max_new_tokens", "temperature")}
+    except Exception as exc:  # reported in the table: a method that cannot train is a result too
+        import traceback
+
+        rec["error"] = f"{type(exc).__name__}: {exc}"
+        rec["traceback"] = traceback.format_exc()[-4000:]
+    rec["wall_s"] = round(time.perf_counter() - t0, 1)
+    return rec
+
+
+def _worker(spec_json: str, result_path: str) -> None:
+    rec = run_one(Spec(**json.loads(spec_json)))
+    Path(result_path).write_text(json.dumps(rec, indent=2))
+
+
+def run_specs(specs: list[Spec], jobs: int, timeout: float | None = None) -> list[dict]:
+    """Run specs `jobs` at a time, each in a fresh interpreter; results in spec order."""
+    results: dict[int, dict] = {}
+    pending = list(enumerate(specs))
+    running: dict[int, tuple[subprocess.Popen, Path, float, object]] = {}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    while pending or running:
+        while pending and len(running) < jobs:
+            i, spec = pending.pop(0)
+            Path(spec.out).mkdir(parents=True, exist_ok=True)
+            res_path = Path(spec.out) / "result.json"
+            logf = open(Path(spec.out) / "log.txt", "w")
+            boot = (f"import sys; sys.path[:] = {sys.path!r}; from bench.toy_pareto import _worker; "
+                    f"_worker({json.dumps(asdict(spec))!r}, {str(res_path)!r})")
+            proc = subprocess.Popen([sys.executable, "-c", boot], stdout=logf, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env)
+            running[i] = (proc, res_path, time.monotonic(), logf)
+            log(f"started {spec.method} (seed {spec.seed})")
+        time.sleep(0.5)
+        for i, (proc, res_path, started, logf) in list(running.items()):
+            over = timeout is not None and time.monotonic() - started > timeout
+            if proc.poll() is None and not over:
+                continue
+            if over:
+                proc.kill()
+                proc.wait()
+            logf.close()
+            spec = specs[i]
+            if res_path.is_file():
+                rec = json.loads(res_path.read_text())
+            else:
+                why = f"timed out after {timeout:.0f} s" if over else f"process exited with {proc.returncode}"
+                rec = {"method": spec.method, "seed": spec.seed, "steps": spec.steps, "error": why,
+                       "log_tail": (Path(spec.out) / "log.txt").read_text()[-2000:]}
+            results[i] = rec
+            del running[i]
+            done = (f"acc {rec['summary']['accuracy']:.3f}, {rec['summary']['mean_tokens']:.0f} tokens"
+                    if "summary" in rec else f"FAILED: {rec.get('error')}")
+            log(f"finished {spec.method} (seed {spec.seed}) in {time.monotonic() - started:.0f} s: {done}")
+    return [results[i] for i in range(len(specs))]
+
+
+# ---------------------------------------------------------------- table and plot
+
+def aggregate(records: list[dict]) -> dict[str, dict]:
+    """Per method: mean and std over seeds of the headline metrics, per level means, errors."""
+    out: dict[str, dict] = {}
+    for rec in records:
+        out.setdefault(rec["method"], {"runs": []})["runs"].append(rec)
+    for method, m in out.items():
+        ok = [r["summary"] for r in m["runs"] if "summary" in r]
+        m["seeds"] = [r["seed"] for r in m["runs"] if "summary" in r]
+        m["errors"] = [r["error"] for r in m["runs"] if "error" in r]
+        for key in ("accuracy", "mean_tokens", "tokens_over_minimal", "truncation_rate", "mean_minimal_tokens"):
+            vals = [s[key] for s in ok if s.get(key) is not None]
+            m[key] = statistics.fmean(vals) if vals else None
+            m[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
+        levels = sorted({lv for s in ok for lv in (s.get("by_level") or {})}, key=int)
+        m["by_level"] = {lv: {k: statistics.fmean(s["by_level"][lv][k] for s in ok if lv in (s.get("by_level") or {}))
+                              for k in ("accuracy", "mean_tokens", "mean_minimal_tokens")} for lv in levels}
+    return out
+
+
+def _pm(mean: float | None, std: float | None, fmt: str) -> str:
+    if mean is None:
+        return "-"
+    return fmt.format(mean) + (f" ± {fmt.format(std)}" if std is not None else "")
+
+
+def _eval_cap(r: dict):
+    return next((x["summary"].get("max_new_tokens") for x in r["runs"] if "summary" in x), "?")
+
+
+def to_markdown(r: dict) -> str:
+    agg, base = r["methods"], r["methods"].get("base", {})
+    m = r["machine"]
+    cfg = r["config"]
+    levels = sorted(base.get("by_level") or {}, key=int)
+    order = sorted((k for k in agg if k != "base"), key=lambda k: (agg[k].get("mean_tokens") is None,
+                                                                    agg[k].get("mean_tokens") or 0))
+    rows = []
+    for name in ["base", *order]:
+        a = agg[name]
+        if a.get("accuracy") is None:
+            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:160], *[""] * (5 + len(levels))])
+            continue
+        d_acc = (a["accuracy"] - base["accuracy"]) * 100 if name != "base" and base.get("accuracy") is not None else None
+        d_tok = (a["mean_tokens"] / base["mean_tokens"] - 1) * 100 if name != "base" and base.get("mean_tokens") else None
+        card = "card" if name in CARD else ("" if name in ("base", GRPO) else "other")
+        rows.append([f"{name}" + (f" ({card})" if card else ""), _pm(a["accuracy"], a["accuracy_std"], "{:.3f}"),
+                     _pm(a["mean_tokens"], a["mean_tokens_std"], "{:.1f}"),
+                     _pm(a["tokens_over_minimal"], a["tokens_over_minimal_std"], "{:.2f}×"),
+                     f"{d_acc:+.1f}" if d_acc is not None else "", f"{d_tok:+.0f}%" if d_tok is not None else "",
+                     f"{a['truncation_rate']:.3f}",
+                     *[f"{a['by_level'][lv]['accuracy']:.2f} / {a['by_level'][lv]['mean_tokens']:.0f}"
+                       if lv in a["by_level"] else "" for lv in levels]])
+    minimal = " ".join(f"L{lv} {base['by_level'][lv]['mean_minimal_tokens']:.0f}" for lv in levels)
+    seeds = ", ".join(str(s) for s in cfg["seeds"])
+    return "\n".join([
+        f"# Toy Pareto ({r['mode']})",
+        "",
+        f"{r['date']} · {m['cpus']} CPUs · torch {m.get('torch')}, trl {m.get('trl')} · wall {r['wall_s'] / 60:.0f} min",
+        "",
+        f"Every method trained {cfg['steps']} steps from the toy base `{Path(cfg['base']).name}` (training seed(s) "
+        f"{seeds}; mean ± std over seeds where there are several), then evaluated on the same {cfg['problems']} "
+        f"held-out toy problems (1 sample each, eval seed {cfg['eval_seed']}, cap {_eval_cap(r)} tokens). "
+        f"Sorted by mean tokens. Δ = change against the base. Per level: accuracy / mean tokens "
+        f"(minimal tokens: {minimal}).",
+        "",
+        md_table(["method", "accuracy", "mean tokens", "tokens / minimal", "Δ acc (points)", "Δ tokens", "truncated",
+                  *[f"L{lv}" for lv in levels]], rows),
+        "",
+        f"![toy Pareto]({r['plot']})",
+    ])
+
+
+def pareto_png(agg: dict[str, dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from conciser.eval.report import pareto_front
+
+    names = [k for k, a in agg.items() if a.get("accuracy") is not None]
+    pts = [(agg[k]["mean_tokens"], agg[k]["accuracy"]) for k in names]
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for k, (x, y) in zip(names, pts):
+        kind = "base" if k == "base" else ("card" if k in CARD else ("grpo" if k == GRPO else "other"))
+        style = {"base": dict(color="black", marker="*", s=160), "card": dict(color="tab:blue", marker="o", s=45),
+                 "grpo": dict(color="tab:green", marker="s", s=45), "other": dict(color="tab:orange", marker="^", s=45)}[kind]
+        xe, ye = agg[k].get("mean_tokens_std"), agg[k].get("accuracy_std")
+        if xe is not None or ye is not None:
+            ax.errorbar([x], [y], xerr=xe or 0, yerr=ye or 0, fmt="none", ecolor=style["color"], alpha=0.5, lw=1)
+        ax.scatter([x], [y], zorder=3, **style)
+        ax.annotate(k, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front = pareto_front(pts)
+    if len(front) > 1:
+        ax.step([pts[i][0] for i in front], [pts[i][1] for i in front], where="post", color="grey", ls="--",
+                lw=1, label="Pareto front")
+    minimal = agg.get("base", {}).get("mean_minimal_tokens")
+    if minimal:
+        ax.axvline(minimal, color="red", lw=1, ls=":", label=f"minimal length ({minimal:.0f} tokens)")
+    for label, color, marker in (("base", "black", "*"), ("card method", "tab:blue", "o"),
+                                 ("GRPO, correctness only", "tab:green", "s"), ("other method", "tab:orange", "^")):
+        ax.scatter([], [], color=color, marker=marker, label=label)
+    ax.set_xlabel("mean tokens per completion (held-out toy problems)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("toy task: accuracy vs length after the same training budget")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write(records: list[dict], *, config: dict, quick: bool, wall_s: float, mach: dict,
+          out_dir: Path | None = None) -> dict:
+    """Aggregate records, draw the plot, write the table (markdown + JSON); returns the results dict."""
+    out = Path(out_dir) if out_dir is not None else RESULTS
+    agg = aggregate(records)
+    png = pareto_png(agg, out / ("toy_pareto.quick.png" if quick else "toy_pareto.png"))
+    result = {"bench": "toy_pareto", "date": stamp(), "mode": "quick" if quick else "full", "config": config,
+              "wall_s": round(wall_s, 1), "machine": mach, "plot": png.name,
+              "methods": {k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in agg.items()},
+              "runs": [{k: v for k, v in rec.items() if k != "traceback"} for rec in records]}
+    path = write_results("toy_pareto", quick, result, to_markdown(result), out)
+    log(f"wrote {path} and {png}")
+    return result
+
+
+def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[int] | None = None,
+        steps: int | None = None, problems: int | None = None, jobs: int | None = None, model: str | None = None,
+        out_dir: Path | None = None, work_dir: Path | None = None, run_timeout: float | None = None,
+        extra: list[str] | None = None) -> dict:
+    """Train and evaluate every method (and evaluate the base); writes and returns the results dict.
+
+    `extra`: recipe overrides applied to every method (tests shrink the batch with it).
+    """
+    t0 = time.perf_counter()
+    mach = machine()
+    methods = methods or (QUICK_METHODS if quick else all_methods())
+    unknown = sorted(set(methods) - set(all_methods()))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; valid: {', '.join(all_methods())}")
+    seeds = seeds or [0]
+    steps = steps or (QUICK_STEPS if quick else FULL_STEPS)
+    problems = problems or (QUICK_PROBLEMS if quick else FULL_PROBLEMS)
+    jobs = jobs or mach["cpus"]
+    if model is None:
+        from conciser.trainers.toy_sft import ensure_toy_base
+
+        model = str(ensure_toy_base())
+    broken = {}
+    for m in methods:  # a recipe that does not validate is reported, before minutes of training
+        try:
+            from conciser.trainers.train import prepare
+
+            recipe, overrides = recipe_for(m)
+            prepare(recipe, [*overrides, f"model.name_or_path={model}", *(extra or [])])
+        except Exception as exc:
+            broken[m] = f"{type(exc).__name__}: {exc}"
+            log(f"{m}: recipe does not validate: {broken[m]}")
+    tmp = None
+    if work_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="bench-pareto-")
+        work_dir = Path(tmp.name)
+    try:
+        specs = [Spec("base", seeds[0], 0, problems, model, str(Path(work_dir) / "base"))]
+        specs += [Spec(m, s, steps, problems, model, str(Path(work_dir) / f"{m}-seed{s}"), extra=list(extra or []))
+                  for s in seeds for m in methods if m not in broken]
+        log(f"toy pareto: {len(methods)} methods x {len(seeds)} seed(s), {steps} steps, {problems} problems, "
+            f"{jobs} jobs, load {mach['load_avg_1m']}")
+        records = run_specs(specs, jobs, timeout=run_timeout)
+        records += [{"method": m, "seed": s, "steps": steps, "error": f"recipe: {e}"} for m, e in broken.items()
+                    for s in seeds]
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    config = {"methods": methods, "seeds": seeds, "steps": steps, "problems": problems, "base": model,
+              "eval_seed": 0, "jobs": jobs, "extra_overrides": list(extra or [])}
+    return write(records, config=config, quick=quick, wall_s=time.perf_counter() - t0,
+                 mach={**mach, "load_avg_1m_after": round(os.getloadavg()[0], 2)}, out_dir=out_dir)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m bench.toy_pareto", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help=f"{len(QUICK_METHODS)} methods, {QUICK_STEPS} steps, "
+                                                         f"{QUICK_PROBLEMS} problems")
+    ap.add_argument("--methods", default=None, help="comma-separated (default: all, or the quick set)")
+    ap.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0)")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--problems", type=int, default=None, help="held-out toy problems to evaluate")
+    ap.add_argument("--jobs", type=int, default=None, help="runs at a time (default: the CPUs)")
+    ap.add_argument("--model", default=None, help="base model (default: the cached toy base, built if missing)")
+    ap.add_argument("--out", default=None, help="results folder (default bench/results)")
+    ap.add_argument("--keep", default=None, metavar="DIR", help="keep trained models and eval samples here")
+    args = ap.parse_args(argv)
+    r = run(args.quick, methods=args.methods.split(",") if args.methods else None,
+            seeds=[int(s) for s in args.seeds.split(",")] if args.seeds else None, steps=args.steps,
+            problems=args.problems, jobs=args.jobs, model=args.model, out_dir=Path(args.out) if args.out else None,
+            work_dir=Path(args.keep) if args.keep else None)
+    print(to_markdown(r))
+    return r
+
+
+if __name__ == "__main__":
+    main()
