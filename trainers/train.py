@@ -15,6 +15,8 @@ import logging
 import os
 from pathlib import Path
 
+from conciser.launch import add_launch_arguments, maybe_relaunch
+
 log = logging.getLogger(__name__)
 
 # Defaults applied under the recipe's trainer block (the recipe wins).
@@ -27,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT",
                         help="resume from CHECKPOINT, or from the last checkpoint in the output dir")
     parser.add_argument("--wandb", action="store_true", help="log to Weights & Biases (off by default)")
+    add_launch_arguments(parser)  # --accelerate NAME|PATH and friends
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -110,5 +113,8 @@ def train(recipe_name: str, overrides: list[str] | None = None, resume: str | No
 
 
 def run(args: argparse.Namespace) -> int:
+    rc = maybe_relaunch(args)  # with --accelerate: re-run this command under `accelerate launch`
+    if rc is not None:
+        return rc
     train(args.recipe, args.overrides, resume=args.resume, wandb=args.wandb)
     return 0
