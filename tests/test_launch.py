@@ -16,7 +16,7 @@ from unittest import mock
 
 import pytest
 
-from conciser.launch import (accelerate_config_names, add_launch_arguments, build_accelerate_command,
+from conciser.launch import (accelerate_config_names, build_accelerate_command,
                              forwarded_argv, hardware_independent_validation, last_checkpoint, maybe_relaunch,
                              resolve_accelerate_config)
 from conciser.trainers import train
@@ -26,8 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _train_parser():
     parser = argparse.ArgumentParser(prog="conciser train")
-    train.add_arguments(parser)
-    add_launch_arguments(parser)
+    train.add_arguments(parser)  # includes the launch flags (conciser.launch.add_launch_arguments)
     return parser
 
 
