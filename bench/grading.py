@@ -230,8 +230,9 @@ def _serial_child(conn: Connection) -> None:
 class SerialRunner:
     """A child process running `_serial_child`, restarted after a hang (its start-up is not timed)."""
 
-    def __init__(self, hang_after: float = HANG_AFTER):
+    def __init__(self, hang_after: float = HANG_AFTER, own_session: bool = False):
         self.hang_after = hang_after
+        self.own_session = own_session
         self.proc = None
         self.conn = None
         self.startups: list[float] = []
@@ -245,7 +246,8 @@ class SerialRunner:
         boot = (f"import sys; sys.path[:] = {sys.path!r}; "
                 f"from bench.grading import _serial_entry; _serial_entry({fd})")
         try:
-            self.proc = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(fd,), stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                                         start_new_session=self.own_session)
         finally:
             os.close(fd)
         self.conn = Connection(ours.detach())
@@ -434,12 +436,39 @@ def _profile_judge(items: list[Item], path: Path) -> None:
     prof.dump_stats(str(path))
 
 
+class _OwnSessions:
+    """Diagnostic: start the grader's workers each in its own session (Linux autogroup = its own
+    CPU share), as the serial process is under `own_session`. Patches the grader module's
+    `subprocess` name only, for the duration of the bench."""
+
+    def __enter__(self):
+        import types
+        from functools import partial
+
+        from conciser.rewards import grading
+
+        self.saved = grading.subprocess
+        grading.subprocess = types.SimpleNamespace(
+            Popen=partial(subprocess.Popen, start_new_session=True), DEVNULL=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc):
+        from conciser.rewards import grading
+
+        grading.subprocess = self.saved
+
+
 # ---------------------------------------------------------------- the bench
 
 def run(quick: bool = False, *, workers: int | None = None, block_size: int = 256, deadline: float = DEADLINE,
         hang_after: float = HANG_AFTER, items: list[Item] | None = None, profile: str | Path | None = None,
-        out_dir: Path | None = None, write: bool = True) -> dict:
+        out_dir: Path | None = None, write: bool = True, own_sessions: bool = False) -> dict:
     """Run the bench; returns (and by default writes) the results dict.
+
+    `own_sessions` (a diagnostic, off by default): every grading process (the serial one, each pool
+    worker) starts in its own session. With the kernel's autogroup scheduling on, CPU time is shared
+    per session, so a pool inside one session gets no more CPU than one process when other sessions
+    are busy; this shows what the pool does when each process gets its own share.
 
     `profile`: a folder for cProfile files: batch_parent.prof (the grade_batch calls) and
     worker_judge.prof (the workers' math-verify work, replayed in this process).
@@ -460,7 +489,13 @@ def run(quick: bool = False, *, workers: int | None = None, block_size: int = 25
         Path(profile).mkdir(parents=True, exist_ok=True)
         prof = cProfile.Profile()
 
-    serial = SerialRunner(hang_after)
+    if own_sessions:
+        import contextlib
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(_OwnSessions())
+        grading.shutdown()  # workers already started belong to this session
+    serial = SerialRunner(hang_after, own_session=own_sessions)
     serial_res: dict[int, dict] = {}
     batch_res: dict[int, object] = {}
     rows = []
@@ -506,6 +541,8 @@ def run(quick: bool = False, *, workers: int | None = None, block_size: int = 25
             warm_seconds += _batch_call([items[i].gold for i in idx], [items[i].completion for i in idx],
                                         workers, deadline)[1]
     grading.shutdown()
+    if own_sessions:
+        stack.close()
     if prof is not None:
         prof.dump_stats(str(Path(profile) / "batch_parent.prof"))
         _profile_judge(items, Path(profile) / "worker_judge.prof")
@@ -514,9 +551,11 @@ def run(quick: bool = False, *, workers: int | None = None, block_size: int = 25
     result = summarize(items, serial_res, batch_res, rows, startup=startup, warm=(warm_items, warm_seconds),
                        workers=workers, block_size=block_size, deadline=deadline, hang_after=hang_after,
                        serial_startups=serial.startups, batch_hang=batch_hang, quick=quick)
+    result["config"]["own_sessions"] = own_sessions
     result["machine"] = {**mach, "load_avg_1m_after": round(os.getloadavg()[0], 2)}
     if write:
-        path = write_results("grading", quick, result, to_markdown(result), out_dir)
+        name = "grading-own-sessions" if own_sessions else "grading"
+        path = write_results(name, quick, result, to_markdown(result), out_dir)
         log(f"wrote {path}")
     return result
 
@@ -609,7 +648,8 @@ def to_markdown(r: dict) -> str:
     s, b, v, m = r["serial"], r["batch"], r["verdicts"], r["machine"]
     cfg = r["config"]
     lines = [
-        f"# Grading throughput ({r['mode']})",
+        f"# Grading throughput ({r['mode']}" + (", diagnostic: every grading process in its own session)"
+                                                if cfg.get("own_sessions") else ")"),
         "",
         f"{r['date']} · {m['cpus']} CPUs, load average {m['load_avg_1m']} before / {m.get('load_avg_1m_after')} after "
         f"· scheduler autogroup {m.get('sched_autogroup', '?')} · math-verify {m.get('math-verify')}, sympy "
@@ -671,9 +711,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--block-size", type=int, default=256, help="items per grade_batch call (a training batch)")
     ap.add_argument("--profile", default=None, metavar="DIR", help="write cProfile files of both sides' work here")
     ap.add_argument("--out", default=None, help="results folder (default bench/results)")
+    ap.add_argument("--own-sessions", action="store_true",
+                    help="diagnostic: each grading process in its own session (its own autogroup CPU share)")
     args = ap.parse_args(argv)
     r = run(args.quick, workers=args.workers, block_size=args.block_size, profile=args.profile,
-            out_dir=Path(args.out) if args.out else None)
+            out_dir=Path(args.out) if args.out else None, own_sessions=args.own_sessions)
     print(to_markdown(r))
     return r
 
