@@ -146,51 +146,91 @@ def run_one(spec: Spec) -> dict:
     return rec
 
 
-def _worker(spec_json: str, result_path: str) -> None:
-    rec = run_one(Spec(**json.loads(spec_json)))
-    Path(result_path).write_text(json.dumps(rec, indent=2))
+def _worker_loop(queue: str) -> None:
+    """A worker process: claims spec files from `queue`/todo one at a time and runs them.
+
+    One process runs several specs, so the ~15 s of imports (torch, transformers, TRL, vLLM's
+    client) are paid once per worker rather than once per method. A claim is an atomic rename.
+    """
+    todo, claimed = Path(queue) / "todo", Path(queue) / "claimed"
+    while True:
+        for f in sorted(todo.glob("*.json")):
+            mine = claimed / f"{f.stem}.{os.getpid()}.json"
+            try:
+                f.rename(mine)
+            except OSError:
+                continue  # another worker took it
+            spec = Spec(**json.loads(mine.read_text()))
+            print(f"=== {spec.method} seed {spec.seed}", flush=True)
+            rec = run_one(spec)
+            tmp = Path(spec.out) / "result.json.tmp"
+            tmp.write_text(json.dumps(rec, indent=2))
+            tmp.rename(Path(spec.out) / "result.json")
+            break
+        else:
+            return  # nothing left to claim
 
 
-def run_specs(specs: list[Spec], jobs: int, timeout: float | None = None) -> list[dict]:
-    """Run specs `jobs` at a time, each in a fresh interpreter; results in spec order."""
-    results: dict[int, dict] = {}
-    pending = list(enumerate(specs))
-    running: dict[int, tuple[subprocess.Popen, Path, float, object]] = {}
+def run_specs(specs: list[Spec], jobs: int, queue: Path, timeout: float | None = None) -> list[dict]:
+    """Run specs on `jobs` worker processes (a file queue under `queue`); results in spec order.
+
+    A spec still running after `timeout` seconds gets its worker killed (and replaced) and an error.
+    """
+    todo, claimed = queue / "todo", queue / "claimed"
+    todo.mkdir(parents=True, exist_ok=True)
+    claimed.mkdir(parents=True, exist_ok=True)
+    for i, spec in enumerate(specs):
+        Path(spec.out).mkdir(parents=True, exist_ok=True)
+        (todo / f"{i:04d}.json").write_text(json.dumps(asdict(spec)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
-    while pending or running:
-        while pending and len(running) < jobs:
-            i, spec = pending.pop(0)
-            Path(spec.out).mkdir(parents=True, exist_ok=True)
-            res_path = Path(spec.out) / "result.json"
-            logf = open(Path(spec.out) / "log.txt", "w")
-            boot = (f"import sys; sys.path[:] = {sys.path!r}; from bench.toy_pareto import _worker; "
-                    f"_worker({json.dumps(asdict(spec))!r}, {str(res_path)!r})")
-            proc = subprocess.Popen([sys.executable, "-c", boot], stdout=logf, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env)
-            running[i] = (proc, res_path, time.monotonic(), logf)
-            log(f"started {spec.method} (seed {spec.seed})")
+    boot = f"import sys; sys.path[:] = {sys.path!r}; from bench.toy_pareto import _worker_loop; _worker_loop({str(queue)!r})"
+    workers: list[tuple[subprocess.Popen, object]] = []
+
+    def spawn() -> None:
+        logf = open(queue / f"worker-{len(workers)}.log", "w")
+        proc = subprocess.Popen([sys.executable, "-c", boot], stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env)
+        workers.append((proc, logf))
+
+    for _ in range(min(jobs, len(specs))):
+        spawn()
+    results: dict[int, dict] = {}
+    started: dict[int, float] = {}
+    while len(results) < len(specs):
         time.sleep(0.5)
-        for i, (proc, res_path, started, logf) in list(running.items()):
-            over = timeout is not None and time.monotonic() - started > timeout
-            if proc.poll() is None and not over:
+        for f in claimed.glob("*.json"):
+            i = int(f.name.split(".")[0])
+            if i in results:
                 continue
-            if over:
-                proc.kill()
-                proc.wait()
-            logf.close()
-            spec = specs[i]
-            if res_path.is_file():
-                rec = json.loads(res_path.read_text())
+            started.setdefault(i, time.monotonic())
+            res = Path(specs[i].out) / "result.json"
+            pid = int(f.name.split(".")[1])
+            proc = next((p for p, _ in workers if p.pid == pid), None)
+            over = timeout is not None and time.monotonic() - started[i] > timeout
+            if res.is_file():
+                results[i] = json.loads(res.read_text())
+            elif over or (proc is not None and proc.poll() is not None):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                why = f"timed out after {timeout:.0f} s" if over else f"its worker process died ({proc.returncode})"
+                results[i] = {"method": specs[i].method, "seed": specs[i].seed, "steps": specs[i].steps, "error": why}
+                if any(todo.glob("*.json")):
+                    spawn()  # a replacement for the rest of the queue
             else:
-                why = f"timed out after {timeout:.0f} s" if over else f"process exited with {proc.returncode}"
-                rec = {"method": spec.method, "seed": spec.seed, "steps": spec.steps, "error": why,
-                       "log_tail": (Path(spec.out) / "log.txt").read_text()[-2000:]}
-            results[i] = rec
-            del running[i]
+                continue
+            rec = results[i]
             done = (f"acc {rec['summary']['accuracy']:.3f}, {rec['summary']['mean_tokens']:.0f} tokens"
                     if "summary" in rec else f"FAILED: {rec.get('error')}")
-            log(f"finished {spec.method} (seed {spec.seed}) in {time.monotonic() - started:.0f} s: {done}")
+            log(f"{specs[i].method} (seed {specs[i].seed}) done in {time.monotonic() - started[i]:.0f} s: {done} "
+                f"[{len(results)}/{len(specs)}]")
+        if len(results) < len(specs) and all(p.poll() is not None for p, _ in workers) and not any(claimed.glob("*.json")) \
+                and not any(todo.glob("*.json")):
+            raise RuntimeError(f"toy pareto workers exited with specs unfinished; see {queue}/worker-*.log")
+    for proc, logf in workers:
+        proc.wait()
+        logf.close()
     return [results[i] for i in range(len(specs))]
 
 
@@ -367,7 +407,7 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
                   for s in seeds for m in methods if m not in broken]
         log(f"toy pareto: {len(methods)} methods x {len(seeds)} seed(s), {steps} steps, {problems} problems, "
             f"{jobs} jobs, load {mach['load_avg_1m']}")
-        records = run_specs(specs, jobs, timeout=run_timeout)
+        records = run_specs(specs, jobs, Path(work_dir) / "queue", timeout=run_timeout)
         records += [{"method": m, "seed": s, "steps": steps, "error": f"recipe: {e}"} for m, e in broken.items()
                     for s in seeds]
     finally:
