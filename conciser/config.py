@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -207,6 +208,20 @@ def list_recipes() -> list[str]:
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
 
 
+_SCI = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _coerce_numbers(value: Any) -> Any:
+    """YAML 1.1 (PyYAML) reads `3e-4` as a string; recipes mean the number."""
+    if isinstance(value, dict):
+        return {k: _coerce_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_coerce_numbers(v) for v in value]
+    if isinstance(value, str) and _SCI.match(value.strip()):
+        return float(value)
+    return value
+
+
 def _parse_value(text: str) -> Any:
     try:
         return yaml.safe_load(text)
@@ -247,6 +262,7 @@ def recipe_from_dict(raw: dict[str, Any], source: str | None = None) -> Recipe:
     """Validate a recipe dict (unknown keys, reward names and params, trainer block)."""
     if not isinstance(raw, dict):
         raise RecipeError("a recipe must be a YAML mapping with blocks: " + ", ".join([*BLOCKS, "trainer"]))
+    raw = _coerce_numbers(raw)
     valid_blocks = [*BLOCKS, *FREE_FORM]
     for key in raw:
         if key not in valid_blocks:

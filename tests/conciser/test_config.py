@@ -91,3 +91,9 @@ def test_cli_accepts_options_between_overrides():
 
     # A bad key fails validation (exit 2) only if parsing accepted the intermixed order first.
     assert main(["train", "toy/laser", "--resume", "x", "trainer.max_stepz=1"]) == 2
+
+
+def test_scientific_notation_is_a_number_in_files_and_overrides():
+    recipe = load_recipe("toy/laser", ["trainer.learning_rate=3e-4"])
+    assert recipe.trainer["learning_rate"] == 3e-4
+    assert recipe_from_dict({"trainer": {"learning_rate": "1e-6"}}).trainer["learning_rate"] == 1e-6
