@@ -96,4 +96,4 @@ def test_cli_accepts_options_between_overrides():
 def test_scientific_notation_is_a_number_in_files_and_overrides():
     recipe = load_recipe("toy/laser", ["trainer.learning_rate=3e-4"])
     assert recipe.trainer["learning_rate"] == 3e-4
-    assert recipe_from_dict({"trainer": {"learning_rate": "1e-6"}}).trainer["learning_rate"] == 1e-6
+    assert recipe_from_dict({"trainer": {"learning_rate": "1e-6", "bf16": False}}).trainer["learning_rate"] == 1e-6
