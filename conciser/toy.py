@@ -2,12 +2,13 @@
 
 A problem is a start digit and k named operands; the answer is the running sum mod 10:
 
-    prompt      solve: start=8; a+3; b+9; c+4.
-    minimal     <think>a:8+3=1. b:1+9=0. c:0+4=4.</think>\\boxed{4}<|end|>
+    prompt      solve: start=8; a3; b9; c4.
+    minimal     <think> a3:8=1. b9:1=0. c4:0=4.</think>\\boxed{4}<|end|>
 
-Every step names its operand ("b:1+9=0."), so each needed step is a local lookup a tiny
-transformer can learn. Each word, digit and symbol is one token, so the minimal completion has
-8k + 7 tokens (EOS included, as TRL counts it).
+A step "b9:1=0." reads "step b adds 9 to 1, giving 0". It repeats the step's name and operand
+exactly as the prompt writes them ("b9"), so each needed step is a local lookup a tiny transformer
+learns fast (a one-token induction copy, then a sum of two nearby digits). Each word, digit and
+symbol is one token, so the minimal completion has 7k + 7 tokens (EOS included, as TRL counts it).
 
 The *verbose* traces the base model is trained on (DESIGN §4) add what makes the real problem hard:
   * slips: a step's result is sometimes wrong; a re-check always follows and fixes it, so reflection
@@ -32,11 +33,11 @@ import re
 from dataclasses import dataclass, field
 
 # Difficulty level -> number of steps k. Level 1 is easy, level 5 hard.
-LEVELS: dict[int, int] = {1: 2, 2: 3, 3: 5, 4: 7, 5: 9}
+LEVELS: dict[int, int] = {1: 2, 2: 3, 3: 4, 4: 5, 5: 6}
 NAMES = "abcdefghijkl"
 # The generation cap used by toy training and evaluation unless a recipe says otherwise. The
 # verbose base overruns it on levels 4-5, as R1-distilled models overrun theirs on hard problems.
-DEFAULT_MAX_COMPLETION = 224
+DEFAULT_MAX_COMPLETION = 160
 EOS = "<|end|>"
 PAD = "<pad>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -45,7 +46,7 @@ SYSTEM_PROMPT = None  # the toy has no system prompt; kept explicit for the chat
 
 def minimal_tokens(k: int) -> int:
     """Token count of the shortest correct completion for a k-step problem (EOS included)."""
-    return 8 * k + 7
+    return 7 * k + 7
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class ToyProblem:
 
     @property
     def prompt(self) -> str:
-        ops = "; ".join(f"{NAMES[i]}+{v}" for i, v in enumerate(self.operands))
+        ops = "; ".join(f"{NAMES[i]}{v}" for i, v in enumerate(self.operands))
         return f"solve: start={self.start}; {ops}."
 
     def to_row(self) -> dict:
@@ -120,12 +121,12 @@ def train_problems(n: int, seed: int = 0) -> list[ToyProblem]:
 class Verbosity:
     """How the overthinking base writes. Probabilities are per step unless noted."""
 
-    p_slip: float = 0.08          # a step's result is wrong; a fixing re-check always follows
+    p_slip: float = 0.05          # a step's result is wrong; a fixing re-check always follows
     p_check: float = 0.7          # redundant re-check of a correct step
-    p_filler: float = 0.6         # filler phrase(s) after a step (1-2 phrases)
-    p_final_pass: float = 0.7     # per problem: re-verify every step at the end
+    p_filler: float = 0.75        # filler phrase(s) after a step (1-2 phrases)
+    p_final_pass: float = 0.4     # per problem: re-verify every step at the end
     p_opening: float = 0.8        # per problem: a filler phrase before the first step
-    p_shortcut: float = 0.06      # per problem, levels with k <= 3 only: guess with no steps
+    p_shortcut: float = 0.03      # per problem, levels with k <= 3 only: guess with no steps
     shortcut_max_k: int = 3
 
 
@@ -133,12 +134,13 @@ FILLERS = ("hmm, let me think.", "so far so good.", "let me be careful.")
 
 
 def _step(name: str, prev: int, v: int, result: int) -> str:
-    return f"{name}:{prev}+{v}={result}."
+    return f"{name}{v}:{prev}={result}."
 
 
 def _completion(parts: list[str], answer: str) -> str:
-    # No spaces around special tokens: a space would be a token of its own.
-    return THINK_OPEN + " ".join(parts) + THINK_CLOSE + "\\boxed{" + answer + "}" + EOS
+    # The space after <think> makes the first step name the same token as the others (" a");
+    # none before special tokens, where a space would be a token of its own.
+    return THINK_OPEN + " " + " ".join(parts) + THINK_CLOSE + "\\boxed{" + answer + "}" + EOS
 
 
 def verbose_trace(p: ToyProblem, rng: random.Random, style: Verbosity = Verbosity()) -> str:

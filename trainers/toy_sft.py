@@ -37,16 +37,20 @@ class ToyBaseConfig:
     num_kv_heads: int = 2
     intermediate_size: int = 384
     max_position_embeddings: int = 1024
-    steps: int = 700              # optimizer steps
-    batch_size: int = 48          # sequences per step
-    lr: float = 3e-3
-    warmup: int = 50
+    steps: int = 1700             # optimizer steps
+    batch_size: int = 32          # sequences per step
+    # Curriculum: without it the lookups are never learned (loss stays at the unigram level).
+    easy_steps: int = 150         # first: minimal traces of levels 1-2 only
+    minimal_steps: int = 450      # then minimal traces of every level; after that verbose traces
+    lr: float = 1e-3              # 3e-3 never learns the lookups either
+    warmup: int = 20
+    bf16: bool = True             # bf16 autocast on CPU: about 2x faster, same results at this size
     weight_decay: float = 0.01
     seed: int = 0
     verbosity: toy.Verbosity = field(default_factory=toy.Verbosity)
 
     def key(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + "v2"
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + "v7"
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
@@ -83,14 +87,15 @@ def _encode_example(tokenizer, problem: toy.ToyProblem, completion: str) -> tupl
     return p_ids + c_ids, len(p_ids)
 
 
-def _batch(tokenizer, rng: random.Random, cfg: ToyBaseConfig, level: int):
-    """A fresh batch of verbose traces of one level (little padding), labels on completion tokens."""
+def _batch(tokenizer, rng: random.Random, cfg: ToyBaseConfig, level: int, minimal: bool = False):
+    """A fresh batch of traces of one level (little padding), labels on completion tokens only."""
     import torch
 
     seqs = []
     for _ in range(cfg.batch_size):
         p = toy.make_problem(rng, level)
-        seqs.append(_encode_example(tokenizer, p, toy.verbose_trace(p, rng, cfg.verbosity)))
+        text = toy.minimal_trace(p) if minimal else toy.verbose_trace(p, rng, cfg.verbosity)
+        seqs.append(_encode_example(tokenizer, p, text))
     width = max(len(s) for s, _ in seqs)
     ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
     labels = torch.full((len(seqs), width), -100)
@@ -100,6 +105,48 @@ def _batch(tokenizer, rng: random.Random, cfg: ToyBaseConfig, level: int):
         labels[i, n_prompt : len(s)] = torch.tensor(s[n_prompt:])
         mask[i, : len(s)] = 1
     return ids, mask, labels
+
+
+def result_digit_accuracy(model, tokenizer, cfg: ToyBaseConfig, n: int = 16) -> float:
+    """Teacher-forced accuracy of the step results ("b:1+9=[0]") on fresh verbose traces of every
+    level: a cheap check that the base learned the steps, without sampling."""
+    import torch
+
+    rng = random.Random(12345)
+    eq = tokenizer.convert_tokens_to_ids("=")
+    right = total = 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for level in toy.LEVELS:
+            ids, mask, labels = _batch(tokenizer, rng, dataclasses.replace(cfg, batch_size=n), level)
+            pred = model(input_ids=ids, attention_mask=mask).logits.argmax(-1)
+            # position t predicts token t+1: the result follows "=" in the completion.
+            at = (ids[:, :-1] == eq) & (labels[:, 1:] != -100)
+            slips = _slip_mask(tokenizer, ids)
+            keep = at & ~slips[:, 1:]
+            right += (pred[:, :-1][keep] == ids[:, 1:][keep]).sum().item()
+            total += keep.sum().item()
+    model.train(was_training)
+    return right / max(total, 1)
+
+
+def _slip_mask(tokenizer, ids):
+    """True at result digits that are deliberate slips (the trace fixes them with "fix.")."""
+    import torch
+
+    fix = tokenizer.convert_tokens_to_ids("Ġfix")
+    eq = tokenizer.convert_tokens_to_ids("=")
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    for b in range(ids.size(0)):
+        row = ids[b].tolist()
+        for i, t in enumerate(row):
+            if t == fix:
+                # "xV:P=W. wait, check xV:P=R. fix." -> the slipped W is the result 2 "=" back.
+                eqs = [j for j in range(i) if row[j] == eq]
+                if len(eqs) >= 2:
+                    mask[b, eqs[-2] + 1] = True
+    return mask
 
 
 def train_toy_base(out: Path, cfg: ToyBaseConfig = ToyBaseConfig(), progress: bool = True) -> Path:
@@ -117,7 +164,8 @@ def train_toy_base(out: Path, cfg: ToyBaseConfig = ToyBaseConfig(), progress: bo
     def lr_at(step: int) -> float:
         if step < cfg.warmup:
             return (step + 1) / cfg.warmup
-        frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        # constant through the curriculum, then cosine down to 5% over the verbose phase
+        frac = max(0.0, (step - cfg.minimal_steps) / max(1, cfg.steps - cfg.minimal_steps))
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
@@ -127,8 +175,10 @@ def train_toy_base(out: Path, cfg: ToyBaseConfig = ToyBaseConfig(), progress: bo
     t0 = time.time()
     bar = tqdm(range(cfg.steps), desc="toy base SFT", disable=not progress)
     for step in bar:
-        ids, mask, labels = _batch(tokenizer, rng, cfg, levels[step % len(levels)])
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        pool = levels[:2] if step < cfg.easy_steps else levels
+        ids, mask, labels = _batch(tokenizer, rng, cfg, pool[step % len(pool)], minimal=step < cfg.minimal_steps)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -136,14 +186,18 @@ def train_toy_base(out: Path, cfg: ToyBaseConfig = ToyBaseConfig(), progress: bo
         opt.zero_grad(set_to_none=True)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if progress and (step + 1) % 100 == 0:
+            log.info("step %d: loss %.3f, step-result digit accuracy %.4f", step + 1, loss.item(),
+                     result_digit_accuracy(model, tokenizer, cfg))
     model.eval()
+    digit_acc = result_digit_accuracy(model, tokenizer, cfg)
     tmp = out.with_name(out.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "toy_base.json").write_text(json.dumps(
         {"config": dataclasses.asdict(cfg), "parameters": n_params, "build_seconds": round(time.time() - t0, 1),
-         "final_loss": round(loss.item(), 4)}, indent=2))
+         "final_loss": round(loss.item(), 4), "result_digit_accuracy": round(digit_acc, 4)}, indent=2))
     if out.exists():
         import shutil
         shutil.rmtree(out)
