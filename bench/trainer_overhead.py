@@ -61,7 +61,7 @@ class Setup:
     rounds: int = 3
     batch: int = 64                 # completions per step
     generations: int = 8
-    max_completion_length: int = 224
+    max_completion_length: int = field(default_factory=lambda: _toy_cap())
     n_train: int = 128
     seed: int = 0
     extra: tuple[str, ...] = field(default_factory=tuple)
@@ -72,6 +72,12 @@ class Setup:
                 f"trainer.per_device_train_batch_size={self.batch}", f"trainer.num_generations={self.generations}",
                 f"trainer.max_completion_length={self.max_completion_length}", "trainer.learning_rate=0.0",
                 "trainer.logging_steps=1", f"trainer.seed={self.seed}", *self.extra]
+
+
+def _toy_cap() -> int:
+    from conciser import toy
+
+    return toy.DEFAULT_MAX_COMPLETION  # the toy recipes' and the eval's cap
 
 
 def tiny_model(path: Path, seed: int = 0) -> str:
