@@ -4,29 +4,12 @@ import os
 
 import pytest
 
+from toy_models import save_random_toy_model  # noqa: F401  (re-exported for fixtures below)
+
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-
-
-def save_random_toy_model(path, seed: int = 0, **overrides):
-    """A random-init toy model + toy tokenizer saved to `path` (seconds, no training)."""
-    import dataclasses
-
-    import torch
-
-    from conciser import toy
-    from conciser.trainers.toy_sft import ToyBaseConfig, build_model
-
-    cfg = dataclasses.replace(ToyBaseConfig(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
-                                            intermediate_size=128, seed=seed), **overrides)
-    tokenizer = toy.build_tokenizer()
-    torch.manual_seed(seed)
-    model = build_model(cfg, tokenizer)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="session")

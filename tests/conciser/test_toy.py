@@ -34,7 +34,7 @@ def test_training_problems_never_overlap_the_held_out_benchmark():
 def test_minimal_tokens_is_the_token_count_of_the_minimal_trace(tokenizer, level):
     for p in toy.make_problems(20, seed=level, levels=(level,)):
         ids = tokenizer(toy.minimal_trace(p), add_special_tokens=False).input_ids
-        assert len(ids) == p.minimal_tokens == 8 * len(p.operands) + 7
+        assert len(ids) == p.minimal_tokens == 7 * len(p.operands) + 7
         assert ids[-1] == tokenizer.eos_token_id
 
 
@@ -84,7 +84,7 @@ def test_tokenizer_reloads_identically_through_autotokenizer(tokenizer, tmp_path
 def test_every_toy_word_is_one_token(tokenizer):
     p = toy.make_problems(1, seed=0, levels=(2,))[0]
     pieces = tokenizer.convert_ids_to_tokens(tokenizer(toy.minimal_trace(p), add_special_tokens=False).input_ids)
-    assert pieces[:3] == ["<think>", "a", ":"]
+    assert pieces[:4] == ["<think>", "Ġa", str(p.operands[0]), ":"]
     assert pieces[-6:] == ["</think>", "\\boxed", "{", p.answer, "}", "<|end|>"]
     assert {"Ġb", "Ġc"} <= set(pieces)  # step names after the first carry their space
 

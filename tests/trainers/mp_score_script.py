@@ -47,7 +47,7 @@ def main(model_dir: str, out_dir: str) -> None:
     from conciser.trainers.grpo import ConciseGRPOTrainer
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import PROMPT, _toy_problems
+    from trainer_helpers import PROMPT, _toy_problems
 
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))  # torchrun's
     n_local = 3 * GROUP // world

@@ -12,7 +12,7 @@ import torch
 from conciser.rewards import RolloutBatch, build_reward
 from conciser.trainers.advantages import EstimatorInput, build_estimator, drpo_loss
 
-from conftest import completion, toy_inputs
+from trainer_helpers import completion, toy_inputs
 
 # Two groups of four: rewards 1 0 0 0 | 1 1 0 1. Group means 1/4, 3/4; centred values
 # .75 -.25 -.25 -.25 | .25 .25 -.75 .25 (batch mean 0, sum of squares 1.5, unbiased var 1.5/7).

@@ -11,7 +11,7 @@ import pytest
 from conciser.rewards import build_reward
 from conciser.trainers.budget import build_budget, generation_caps, set_generation_cap
 
-from conftest import completion, toy_inputs
+from trainer_helpers import completion, toy_inputs
 
 
 def test_reward_schedules_follow_the_reward():

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from conciser.cli import main as cli_main
 from conciser.trainers.merge import MergeConfig, merge_models, n_kept, topk_mask
-from conftest import save_random_toy_model
+from toy_models import save_random_toy_model
 
 
 def _hand_model(path, tensors, config=None):

@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM
 from conciser.config import resolve_recipe_path
 from conciser.trainers.train import prepare, train
 
-from conftest import completion
+from trainer_helpers import completion
 
 CARD = ["laser_d", "laser_de", "dler", "dler_da", "drpo", "hapo", "curriculum"]
 # what each recipe must show in its logs (besides the common length/ metrics)

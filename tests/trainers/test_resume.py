@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import completion
+from trainer_helpers import completion
 
 
 def _script(p, j, call):
@@ -73,7 +73,7 @@ def test_resume_without_state_file_fails_clearly_unless_fresh_start_allowed(tiny
 
 
 def test_evaluation_never_changes_state(tiny_toy_model, make_trainer, scripted):
-    from conftest import toy_inputs
+    from trainer_helpers import toy_inputs
 
     trainer = _make(make_trainer, tiny_toy_model)
     scripted(trainer, lambda p, j, call: completion(p, correct=j != 1, extra=j))

@@ -11,7 +11,7 @@ import pytest
 
 from conciser.trainers.sampling import DynamicSamplingError, keep_groups
 
-from conftest import completion, toy_inputs
+from trainer_helpers import completion, toy_inputs
 
 
 @pytest.mark.parametrize("scores,solved,keep_all_correct,expected", [
