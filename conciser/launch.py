@@ -464,13 +464,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m conciser.launch",
                                      description="conciser train, optionally under accelerate launch")
-    train.add_arguments(parser)
-    add_launch_arguments(parser)
+    train.add_arguments(parser)  # includes the launch flags; train.run relaunches under accelerate
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        rc = maybe_relaunch(args)
-        return rc if rc is not None else int(train.run(args) or 0)
+        return int(train.run(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
         print(f"conciser train: error: {exc}", file=sys.stderr)
         return 2

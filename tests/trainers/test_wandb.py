@@ -41,6 +41,9 @@ def read_wandb_history(path) -> dict[str, str]:
 def test_offline_wandb_run_records_length_metrics(tiny_sft_toy_model, tmp_path, monkeypatch):
     from conciser.trainers.train import train
 
+    # wandb reads its environment once per process; an earlier test (in a full run) may have set it
+    # up already, which would silently ignore the settings below.
+    wandb.teardown()
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
