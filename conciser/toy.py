@@ -123,8 +123,8 @@ class Verbosity:
 
     p_slip: float = 0.05          # a step's result is wrong; a fixing re-check always follows
     p_check: float = 0.7          # redundant re-check of a correct step
-    p_filler: float = 0.75        # filler phrase(s) after a step (1-2 phrases)
-    p_final_pass: float = 0.4     # per problem: re-verify every step at the end
+    p_filler: float = 0.6         # filler phrase(s) after a step (1-2 phrases)
+    p_final_pass: float = 0.7     # per problem: re-verify every step at the end
     p_opening: float = 0.8        # per problem: a filler phrase before the first step
     p_shortcut: float = 0.03      # per problem, levels with k <= 3 only: guess with no steps
     shortcut_max_k: int = 3

@@ -50,7 +50,7 @@ class ToyBaseConfig:
     verbosity: toy.Verbosity = field(default_factory=toy.Verbosity)
 
     def key(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + "v7"
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + "v8"
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
