@@ -37,7 +37,7 @@ class ToyBaseConfig:
     num_kv_heads: int = 2
     intermediate_size: int = 384
     max_position_embeddings: int = 1024
-    steps: int = 1700             # optimizer steps
+    steps: int = 2000             # optimizer steps
     batch_size: int = 32          # sequences per step
     # Curriculum: without it the lookups are never learned (loss stays at the unigram level).
     easy_steps: int = 150         # first: minimal traces of levels 1-2 only
