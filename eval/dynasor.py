@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from conciser.eval.backends import Request
+from conciser.rewards.grading import closing_brace
 
 HEDGE_WORDS = ("wait", "hold", "but", "okay", "no", "hmm")
 
@@ -41,21 +42,8 @@ class DynasorSample:
 
 def probe_answer(text: str) -> str:
     """Text up to the first unmatched closing brace (the probe opened "\\boxed{"), else ""."""
-    depth = 0
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            if depth == 0:
-                return text[:i].strip()
-            depth -= 1
-        i += 1
-    return ""
+    end = closing_brace(text, 0)  # the grader's brace matching, so probe and grading agree
+    return text[:end].strip() if end >= 0 else ""
 
 
 def is_certain(text: str) -> bool:

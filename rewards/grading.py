@@ -95,7 +95,7 @@ class Grade:
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
-def _closing_brace(text: str, start: int) -> int:
+def closing_brace(text: str, start: int) -> int:
     """Index of the brace closing the group opened just before ``start``, or -1.
 
     Escaped braces (``\\{1,2\\}`` is a set) do not group, and ``\\\\`` is a line break whose second
@@ -122,7 +122,7 @@ def _last_box(text: str) -> str | None:
     last = None
     pos = 0
     while (m := _BOX_RE.search(text, pos)) is not None:
-        end = _closing_brace(text, m.end())
+        end = closing_brace(text, m.end())
         if end < 0:
             # Everything after an unclosed box is inside it: the final answer was cut off.
             return None
