@@ -1,7 +1,7 @@
 """Trainer overhead: `conciser train` against stock TRL `GRPOTrainer`, same model, data, batch, steps.
 
-    python -m bench.trainer_overhead            # the toy base, 64 completions a step (full: `make bench`)
-    python -m bench.trainer_overhead --quick    # a tiny random model, 16 completions a step
+    python -m bench.trainer_overhead            # the toy base, 64 completions a step, 3 rounds x 8 steps
+    python -m bench.trainer_overhead --quick    # the same, 2 rounds x 5 steps
 
 Four configurations, each a real training run:
 
@@ -14,11 +14,16 @@ Four configurations, each a real training run:
 All four share the trainer block (batch, generations, cap, seed, steps) and the training prompts.
 The learning rate is 0, so the policy, and with it the work of generating, stays the same in every
 run and every step: a method that teaches shorter answers would otherwise look "faster" for a reason
-that is not overhead (completion lengths are reported to show the work was equal). Rounds alternate
-the order of the configurations, so load from other users of a shared machine falls on all of them;
-the first step of every run (one-off start-up) is dropped. The measure is TRL's own `step_time`
-(generation, scoring, loss, backward: everything conciser adds runs inside it); the result is the
-median step time of each configuration over all its steps, divided by stock TRL's.
+that is not overhead (completion lengths are reported to show the work was equal).
+
+Side by side, step by step: a round starts the four runs as four processes, and a callback gates
+every optimizer step, so step k of each configuration runs back to back (in an order rotated every
+step) while the other three wait. Load from other users of a shared machine, which changes by the
+minute, falls on all four alike. A step is timed from "go" until the run is ready for its next step
+(generation, scoring, loss, backward, optimizer, logging: everything conciser adds); TRL's own
+`step_time` (generation to backward) is kept too. The first step of every run (one-off start-up)
+and the last (end-of-training work) are not counted. The result: each configuration's median step
+time over all rounds, divided by stock TRL's.
 
 torch runs one intra-op thread here: on a 2-core machine shared with other users' torch jobs, two
 threads per process oversubscribe the cores and OpenMP barriers stall single steps for seconds.
@@ -30,10 +35,14 @@ import argparse
 import json
 import logging
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from bench._common import log, machine, md_table, stamp, write_results
@@ -57,7 +66,7 @@ class Setup:
     """What every configuration shares."""
 
     model: str
-    steps: int = 7                  # per run, the first dropped
+    steps: int = 8                  # per run; the first and the last are not counted
     rounds: int = 3
     batch: int = 64                 # completions per step
     generations: int = 8
@@ -81,7 +90,7 @@ def _toy_cap() -> int:
 
 
 def tiny_model(path: Path, seed: int = 0) -> str:
-    """A random-init tiny toy model (seconds): generation runs to the cap, so the work is fixed."""
+    """A random-init tiny toy model, saved in seconds (for tests)."""
     import torch
 
     from conciser import toy
@@ -104,7 +113,7 @@ def correctness_reward(completions, answer, **_) -> list[float]:
     return [float(grade_toy(gold=str(a), completion=completion_text(c)).correct) for c, a in zip(completions, answer)]
 
 
-def _run_stock(setup: Setup, out_dir: Path) -> list[dict]:
+def _run_stock(setup: Setup, out_dir: Path, callbacks: list) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
@@ -117,64 +126,163 @@ def _run_stock(setup: Setup, out_dir: Path) -> list[dict]:
     tokenizer = AutoTokenizer.from_pretrained(setup.model)
     model = AutoModelForCausalLM.from_pretrained(setup.model, dtype=torch.float32)
     trainer = GRPOTrainer(model=model, processing_class=tokenizer, args=args, train_dataset=to_dataset(rows),
-                          reward_funcs=[correctness_reward])
+                          reward_funcs=[correctness_reward], callbacks=callbacks)
     trainer.train()
-    return trainer.state.log_history
 
 
-def _run_conciser(name: str, setup: Setup, out_dir: Path) -> list[dict]:
+def _run_conciser(name: str, setup: Setup, out_dir: Path, callbacks: list) -> None:
+    """`conciser train` itself; the only change is the step gate added to its trainer's callbacks."""
+    import conciser.trainers.grpo as grpo
     from conciser.trainers.train import train
 
-    recipe, overrides = CONFIGS[name]
-    out = train(recipe, [*overrides, *setup.overrides(out_dir)])
-    return json.loads((out / "trainer_state.json").read_text())["log_history"]
+    base = grpo.ConciseGRPOTrainer
+
+    class Gated(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            for cb in callbacks:
+                self.add_callback(cb)
+
+    grpo.ConciseGRPOTrainer = Gated  # train() imports it by name when called
+    try:
+        recipe, overrides = CONFIGS[name]
+        train(recipe, [*overrides, *setup.overrides(out_dir)])
+    finally:
+        grpo.ConciseGRPOTrainer = base
 
 
-def run_once(name: str, setup: Setup, work: Path) -> dict:
-    """One training run of configuration `name`: its per-step times and completion lengths."""
-    out_dir = work / f"{name}-{time.monotonic_ns()}"
-    t0 = time.perf_counter()
-    logs = _run_stock(setup, out_dir) if CONFIGS[name] is None else _run_conciser(name, setup, out_dir)
-    steps = [e for e in logs if "step_time" in e]
-    return {"config": name, "wall_s": time.perf_counter() - t0,
-            "step_time": [e["step_time"] for e in steps],
-            "mean_length": [e.get("completions/mean_length") for e in steps]}
+def _gate(conn: Connection):
+    """A callback that runs each optimizer step only when the coordinator says so."""
+    from transformers import TrainerCallback
+
+    class Gate(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            conn.send(("begin", state.global_step))
+            if conn.recv() != "go":
+                raise RuntimeError("the bench coordinator went away")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            conn.send(("end", state.global_step))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            conn.send(("logs", state.log_history))
+
+    return Gate()
+
+
+def _worker_entry(fd: int, name: str, setup_json: str, out_dir: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # see the module docstring
+    conn = Connection(fd)
+    setup = Setup(**{**json.loads(setup_json), "extra": tuple(json.loads(setup_json)["extra"])})
+    try:
+        if CONFIGS[name] is None:
+            _run_stock(setup, Path(out_dir), [_gate(conn)])
+        else:
+            _run_conciser(name, setup, Path(out_dir), [_gate(conn)])
+        conn.send(("done",))
+    except BaseException:
+        import traceback
+
+        conn.send(("error", traceback.format_exc()[-3000:]))
+
+
+class _Worker:
+    def __init__(self, name: str, setup: Setup, out_dir: Path, log_path: Path):
+        ours, theirs = socket.socketpair()
+        fd = theirs.detach()
+        setup_json = json.dumps({**asdict(setup), "extra": list(setup.extra)})
+        boot = (f"import sys; sys.path[:] = {sys.path!r}; from bench.trainer_overhead import _worker_entry; "
+                f"_worker_entry({fd}, {name!r}, {setup_json!r}, {str(out_dir)!r})")
+        self.log = open(log_path, "w")
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                                         stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        finally:
+            os.close(fd)
+        self.conn = Connection(ours.detach())
+        self.name = name
+
+    def recv(self, what: str, timeout: float):
+        if not self.conn.poll(timeout):
+            raise RuntimeError(f"{self.name}: no {what!r} from its training process within {timeout:.0f} s "
+                               f"(log: {self.log.name})")
+        msg = self.conn.recv()
+        if msg[0] == "error":
+            raise RuntimeError(f"{self.name} failed:\n{msg[1]}")
+        if msg[0] != what:
+            raise RuntimeError(f"{self.name}: expected {what!r}, got {msg[0]!r}")
+        return msg
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.conn.close()
+        self.log.close()
+
+
+def run_round(configs: list[str], setup: Setup, work: Path, round_index: int, timeout: float = 900.0) -> list[dict]:
+    """One training run of every configuration, in lockstep: step k of each runs back to back (in an
+    order rotated every step) while the others wait, so the machine's load falls on all alike."""
+    workers = {name: _Worker(name, setup, work / f"r{round_index}-{name}", work / f"r{round_index}-{name}.log")
+               for name in configs}
+    steps: dict[str, list[float]] = {name: [] for name in configs}
+    logs: dict[str, list] = {}
+    try:
+        for name in configs:  # model loading and trainer set-up (all four at once): not timed
+            workers[name].recv("begin", timeout)
+        for k in range(setup.steps):
+            shift = (round_index + k) % len(configs)
+            for name in configs[shift:] + configs[:shift]:
+                w = workers[name]
+                t0 = time.perf_counter()
+                w.conn.send("go")
+                w.recv("end", timeout)
+                # The work between steps (logging the step's metrics, fetching the next batch) is part of
+                # a step's cost, and must not overlap the next configuration's step: wait for it.
+                if k < setup.steps - 1:
+                    w.recv("begin", timeout)
+                else:
+                    logs[name] = w.recv("logs", timeout)[1]
+                steps[name].append(time.perf_counter() - t0)
+        out = []
+        for name, w in workers.items():
+            w.recv("done", timeout)
+            trl = [e for e in logs[name] if "step_time" in e]
+            out.append({"config": name, "round": round_index, "step_s": steps[name],
+                        "trl_step_time": [e["step_time"] for e in trl],
+                        "mean_length": [e.get("completions/mean_length") for e in trl]})
+        return out
+    finally:
+        for w in workers.values():
+            w.close()
 
 
 def run(quick: bool = False, *, setup: Setup | None = None, configs: list[str] | None = None,
         out_dir: Path | None = None, write: bool = True) -> dict:
-    """Alternating rounds of every configuration; returns (and by default writes) the results dict."""
+    """Rounds of every configuration in lockstep; returns (and by default writes) the results dict."""
     configs = configs or list(CONFIGS)
     if configs[0] != "stock":
         raise ValueError("the first configuration must be 'stock' (the ratios' denominator)")
-    import torch
-
-    mach = machine()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see the module docstring: shared cores, OpenMP barriers
-    mach["torch_threads"] = 1
+    mach = {**machine(), "torch_threads": 1}
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         work = Path(tmp)
         if setup is None:
-            if quick:
-                setup = Setup(model=tiny_model(work / "tiny"), steps=9, rounds=3, batch=16, generations=4,
-                              max_completion_length=64, n_train=64)
-            else:
-                from conciser.trainers.toy_sft import ensure_toy_base
+            from conciser.trainers.toy_sft import ensure_toy_base
 
-                setup = Setup(model=str(ensure_toy_base()))
-        log(f"trainer overhead: {len(configs)} configs x {setup.rounds} rounds x {setup.steps} steps, "
+            base = str(ensure_toy_base())
+            setup = Setup(model=base, steps=5, rounds=2) if quick else Setup(model=base)
+        log(f"trainer overhead: {len(configs)} configs x {setup.rounds} rounds x {setup.steps} steps in lockstep, "
             f"{setup.batch} completions/step, cap {setup.max_completion_length}, load {mach['load_avg_1m']}")
         runs = []
         for r in range(setup.rounds):
-            order = configs[r % len(configs):] + configs[:r % len(configs)]
-            for name in order:
-                res = run_once(name, setup, work)
-                res["round"] = r
-                runs.append(res)
-                log(f"round {r + 1}/{setup.rounds} {name}: median step "
-                    f"{statistics.median(res['step_time'][1:] or res['step_time']):.3f} s, run {res['wall_s']:.0f} s")
-    torch.set_num_threads(threads)
+            t0 = time.perf_counter()
+            runs += run_round(configs, setup, work, r)
+            log(f"round {r + 1}/{setup.rounds} ({time.perf_counter() - t0:.0f} s): " + ", ".join(
+                f"{x['config']} {statistics.median(_timed(x['step_s'])):.3f} s" for x in runs[-len(configs):]))
     result = summarize(runs, configs, setup, quick)
     result["machine"] = {**mach, "load_avg_1m_after": round(os.getloadavg()[0], 2)}
     if write:
@@ -183,20 +291,42 @@ def run(quick: bool = False, *, setup: Setup | None = None, configs: list[str] |
     return result
 
 
+def _bootstrap_ratio(xs: list[float], base: list[float], n: int = 2000) -> list[float]:
+    """90% bootstrap interval of median(xs) / median(base), resampling the steps of each."""
+    import random
+
+    rng = random.Random(0)
+    ratios = sorted(statistics.median(rng.choices(xs, k=len(xs))) / statistics.median(rng.choices(base, k=len(base)))
+                    for _ in range(n))
+    return [round(ratios[int(0.05 * n)], 3), round(ratios[int(0.95 * n) - 1], 3)]
+
+
+def _timed(xs: list) -> list:
+    """The steps that count: not the first (one-off start-up) nor the last (end-of-training work)."""
+    return xs[1:-1] if len(xs) > 2 else xs[-1:]
+
+
 def summarize(runs: list[dict], configs: list[str], setup: Setup, quick: bool) -> dict:
     per: dict[str, dict] = {}
     for name in configs:
         mine = [r for r in runs if r["config"] == name]
-        steps = [t for r in mine for t in (r["step_time"][1:] or r["step_time"])]  # first step of a run dropped
-        lengths = [x for r in mine for x in r["mean_length"][1:] if x is not None]
+        steps = [t for r in mine for t in _timed(r["step_s"])]
+        trl = [t for r in mine for t in _timed(r["trl_step_time"])]
+        lengths = [x for r in mine for x in _timed(r["mean_length"]) if x is not None]
         q = statistics.quantiles(steps, n=4) if len(steps) >= 2 else [steps[0]] * 3
         per[name] = {"label": LABELS.get(name, name), "steps": len(steps), "median_step_s": statistics.median(steps),
                      "p25_step_s": q[0], "p75_step_s": q[2], "mean_step_s": statistics.fmean(steps),
                      "mean_completion_length": statistics.fmean(lengths) if lengths else None,
-                     "round_medians": [statistics.median(r["step_time"][1:] or r["step_time"]) for r in mine]}
+                     "median_trl_step_time_s": statistics.median(trl) if trl else None,
+                     "round_medians": [statistics.median(_timed(r["step_s"])) for r in mine]}
     base = per[configs[0]]
+    base_steps = [t for r in runs if r["config"] == configs[0] for t in _timed(r["step_s"])]
     for name, p in per.items():
         p["ratio"] = p["median_step_s"] / base["median_step_s"]
+        mine = [t for r in runs if r["config"] == name for t in _timed(r["step_s"])]
+        p["ratio_ci90"] = _bootstrap_ratio(mine, base_steps) if name != configs[0] else [1.0, 1.0]
+        if p["median_trl_step_time_s"] and base["median_trl_step_time_s"]:
+            p["ratio_trl_step_time"] = p["median_trl_step_time_s"] / base["median_trl_step_time_s"]
         # the spread: the same ratio round by round (each round ran every configuration back to back)
         p["round_ratios"] = [m / b for m, b in zip(p["round_medians"], base["round_medians"])]
     return {"bench": "trainer_overhead", "date": stamp(), "mode": "quick" if quick else "full",
@@ -210,8 +340,10 @@ def to_markdown(r: dict) -> str:
     for name, p in r["configs"].items():
         spread = ", ".join(f"{x:.2f}" for x in p["round_ratios"])
         length = f"{p['mean_completion_length']:.1f}" if p["mean_completion_length"] is not None else "-"
+        trl = f"{p['ratio_trl_step_time']:.3f}×" if p.get("ratio_trl_step_time") else "-"
+        ci = "–".join(f"{x:.2f}" for x in p["ratio_ci90"])
         rows.append([p["label"], f"{p['median_step_s']:.3f}", f"{p['p25_step_s']:.3f}–{p['p75_step_s']:.3f}",
-                     f"{p['mean_step_s']:.3f}", p["steps"], length, f"**{p['ratio']:.3f}×**", spread])
+                     f"{p['mean_step_s']:.3f}", p["steps"], length, f"**{p['ratio']:.3f}×**", ci, spread, trl])
     return "\n".join([
         f"# Trainer overhead ({r['mode']})",
         "",
@@ -220,20 +352,21 @@ def to_markdown(r: dict) -> str:
         "",
         f"Model `{Path(s['model']).name}`; {s['batch']} completions a step ({s['batch'] // s['generations']} prompts x "
         f"{s['generations']}), cap {s['max_completion_length']} tokens, {s['n_train']} toy prompts, learning rate 0 "
-        f"(the policy stays the same, so every run does the same generation work). {s['rounds']} rounds, each running "
-        f"every configuration once in rotated order, {s['steps']} steps per run, the first dropped. Step time = TRL's "
-        "`step_time`.",
+        f"(the policy stays the same, so every run does the same generation work). {s['rounds']} rounds; in each, the "
+        f"four runs go in lockstep (step k of each back to back, order rotated every step), {s['steps']} steps per "
+        "run, the first and the last not counted. Step = from the gate's go until the run is ready for its next step "
+        "(optimizer and logging included); the last column is the same ratio from TRL's own `step_time`.",
         "",
         md_table(["configuration", "median step (s)", "p25–p75 (s)", "mean (s)", "steps", "mean completion tokens",
-                  "ratio to stock (medians)", "ratio per round"], rows),
+                  "ratio to stock (medians)", "90% interval", "ratio per round", "ratio (TRL step_time)"], rows),
     ])
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m bench.trainer_overhead", description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a tiny random model and small batches")
+    ap.add_argument("--quick", action="store_true", help="2 rounds x 5 steps instead of 3 x 8")
     ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--steps", type=int, default=None, help="steps per run (the first is dropped)")
+    ap.add_argument("--steps", type=int, default=None, help="steps per run (the first and last are not counted)")
     ap.add_argument("--out", default=None, help="results folder (default bench/results)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
