@@ -28,6 +28,7 @@ Runs go `--jobs` at a time (default: the CPUs), each in its own process with one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -67,7 +68,7 @@ def generic_overrides(method: str, cap: int) -> list[str]:
         raise ValueError(f"no toy recipe and no generic parameters for {method!r}; add it to generic_overrides")
     return table[method]
 QUICK_METHODS = ["grpo", "laser", "laser_d", "dler", "hapo", "kimi"]
-FULL_STEPS, QUICK_STEPS = 30, 8
+FULL_STEPS, QUICK_STEPS = 40, 8
 FULL_PROBLEMS, QUICK_PROBLEMS = 250, 60
 
 
@@ -110,6 +111,32 @@ class Spec:
     extra: list[str] = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def _steps_recorded(reached: list[int]):
+    """While active, conciser's trainer records its last finished step in reached[0] (so that a
+    method that fails mid-run is reported with the step it reached). Nothing else changes."""
+    from transformers import TrainerCallback
+
+    import conciser.trainers.grpo as grpo
+
+    class Record(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            reached[0] = state.global_step
+
+    base = grpo.ConciseGRPOTrainer
+
+    class Recorded(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.add_callback(Record())
+
+    grpo.ConciseGRPOTrainer = Recorded  # train() imports it by name when called
+    try:
+        yield
+    finally:
+        grpo.ConciseGRPOTrainer = base
+
+
 def run_one(spec: Spec) -> dict:
     """Train and evaluate one spec in this process; returns its result record (never raises)."""
     import torch
@@ -121,14 +148,16 @@ def run_one(spec: Spec) -> dict:
     out = Path(spec.out)
     rec: dict = {"method": spec.method, "seed": spec.seed, "steps": spec.steps}
     t0 = time.perf_counter()
+    reached = [0]
     try:
         model = spec.model
         if spec.method != "base":
             recipe, overrides = recipe_for(spec.method)
             rec["recipe"], rec["overrides"] = recipe, overrides
-            model = str(train(recipe, [*overrides, f"model.name_or_path={spec.model}", f"trainer.output_dir={out / 'model'}",
-                                       f"trainer.max_steps={spec.steps}", f"trainer.seed={spec.seed}",
-                                       "trainer.logging_steps=5", *spec.extra]))
+            with _steps_recorded(reached):
+                model = str(train(recipe, [*overrides, f"model.name_or_path={spec.model}",
+                                           f"trainer.output_dir={out / 'model'}", f"trainer.max_steps={spec.steps}",
+                                           f"trainer.seed={spec.seed}", "trainer.logging_steps=5", *spec.extra]))
         rec["train_s"] = round(time.perf_counter() - t0, 1)
         t1 = time.perf_counter()
         s = evaluate(model, benchmark="toy", n=1, limit=spec.problems, out_dir=out / "eval", seed=spec.eval_seed,
@@ -141,6 +170,7 @@ def run_one(spec: Spec) -> dict:
         import traceback
 
         rec["error"] = f"{type(exc).__name__}: {exc}"
+        rec["failed_at_step"] = reached[0] + 1 if spec.method != "base" else None
         rec["traceback"] = traceback.format_exc()[-4000:]
     rec["wall_s"] = round(time.perf_counter() - t0, 1)
     return rec
@@ -244,7 +274,8 @@ def aggregate(records: list[dict]) -> dict[str, dict]:
     for method, m in out.items():
         ok = [r["summary"] for r in m["runs"] if "summary" in r]
         m["seeds"] = [r["seed"] for r in m["runs"] if "summary" in r]
-        m["errors"] = [r["error"] for r in m["runs"] if "error" in r]
+        m["errors"] = [r["error"] + (f" (at step {r['failed_at_step']} of {r['steps']})" if r.get("failed_at_step") else "")
+                       for r in m["runs"] if "error" in r]
         for key in ("accuracy", "mean_tokens", "tokens_over_minimal", "truncation_rate", "mean_minimal_tokens"):
             vals = [s[key] for s in ok if s.get(key) is not None]
             m[key] = statistics.fmean(vals) if vals else None
@@ -276,7 +307,7 @@ def to_markdown(r: dict) -> str:
     for name in ["base", *order]:
         a = agg[name]
         if a.get("accuracy") is None:
-            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:160], *[""] * (5 + len(levels))])
+            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:200], *[""] * (5 + len(levels))])
             continue
         d_acc = (a["accuracy"] - base["accuracy"]) * 100 if name != "base" and base.get("accuracy") is not None else None
         d_tok = (a["mean_tokens"] / base["mean_tokens"] - 1) * 100 if name != "base" and base.get("mean_tokens") else None
