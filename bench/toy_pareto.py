@@ -1,7 +1,7 @@
 """Toy Pareto: every length-reward method trained from the same toy base, evaluated on the same problems.
 
-    python -m bench.toy_pareto                   # every method, full steps (part of `make bench`)
-    python -m bench.toy_pareto --quick           # 6 methods, fewer steps and problems
+    python -m bench.toy_pareto                   # every method, 40 steps, seeds 0 and 1 (`make bench`)
+    python -m bench.toy_pareto --quick           # 6 methods, 8 steps, 60 problems, seed 0
     python -m bench.toy_pareto --methods laser,dler --steps 40 --seeds 0,1
 
 Every method starts from the cached toy base (`conciser toy-base`) with the same training seed and
@@ -59,8 +59,10 @@ def generic_overrides(method: str, cap: int) -> list[str]:
                        "budget.schedule=reward"],                     # habit -> 5/8 of the cap
         "shorterbetter": ["rewards.params.beta=0.04"],               # 0.001/token x 40
         "grpo_lambda": [],                                            # sigmoid of z-scored lengths
-        "palu": ["budget.schedule=reward"],                           # budgets from the cap down
-        "dot": ["rewards.params.margin=2.0"],                        # 32 tokens / 16
+        "palu": ["budget.schedule=reward", "data.n_train=128"],      # budgets shrink when a question
+                                                                      # comes back: 128 problems, as toy/hapo
+        "dot": ["rewards.params.margin=2.0",                         # 32 tokens / 16; alpha 3 can never
+                "rewards.params.alpha=2.0"],                          # cut in a group of 8 (max z 7/sqrt 8)
         "concise_r": [],                                              # relative to the cap
         "soft_overlong": [f"rewards.params.cache_length={cap // 5}"],  # 4096 of 20,480
     }
@@ -69,6 +71,7 @@ def generic_overrides(method: str, cap: int) -> list[str]:
     return table[method]
 QUICK_METHODS = ["grpo", "laser", "laser_d", "dler", "hapo", "kimi"]
 FULL_STEPS, QUICK_STEPS = 40, 8
+FULL_SEEDS = (0, 1)
 FULL_PROBLEMS, QUICK_PROBLEMS = 250, 60
 
 
@@ -410,7 +413,7 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
     unknown = sorted(set(methods) - set(all_methods()))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; valid: {', '.join(all_methods())}")
-    seeds = seeds or [0]
+    seeds = seeds or ([0] if quick else list(FULL_SEEDS))
     steps = steps or (QUICK_STEPS if quick else FULL_STEPS)
     problems = problems or (QUICK_PROBLEMS if quick else FULL_PROBLEMS)
     jobs = jobs or mach["cpus"]
@@ -455,7 +458,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help=f"{len(QUICK_METHODS)} methods, {QUICK_STEPS} steps, "
                                                          f"{QUICK_PROBLEMS} problems")
     ap.add_argument("--methods", default=None, help="comma-separated (default: all, or the quick set)")
-    ap.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0)")
+    ap.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1; --quick 0)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--problems", type=int, default=None, help="held-out toy problems to evaluate")
     ap.add_argument("--jobs", type=int, default=None, help="runs at a time (default: the CPUs)")
