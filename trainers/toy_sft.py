@@ -1,12 +1,14 @@
 """Build the toy "overthinking" base model: a tiny Qwen2 trained from scratch by SFT on verbose traces.
 
-    conciser toy-base [--out DIR] [--steps N] [--force]
+    conciser toy-base [--force] [--check [--n N]]
 
 The model (about 0.6M parameters) learns the toy task (`conciser.toy`) from freshly sampled verbose
 traces: the needed steps plus slips it fixes, redundant re-checks, filler and a final re-verification
 pass. The loss covers completion tokens only. Deterministic given the seed (single-threaded data,
 fixed torch seed); built on CPU in a few minutes and cached under `toy_base_dir()`, keyed by the
-config, so `make demo` and the tests reuse it. Never committed as a binary.
+config, so `make demo` and the tests reuse it. Never committed as a binary. `check_toy_base` measures
+the acceptance bar of a base: accuracy per level when sampling at temperature 1.0 with 6x the level's
+minimal length as budget, and mean length against the minimal one.
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ class ToyBaseConfig:
     lr: float = 1e-3              # 3e-3 never learns the lookups either
     warmup: int = 20
     bf16: bool = True             # bf16 autocast on CPU: about 2x faster, same results at this size
+    bucket: int = 8               # batches of one level cut from this many batches' traces sorted by length
     weight_decay: float = 0.01
     seed: int = 0
     verbosity: toy.Verbosity = field(default_factory=toy.Verbosity)
 
     def key(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + "v8"
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + "v10"
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
@@ -87,24 +90,40 @@ def _encode_example(tokenizer, problem: toy.ToyProblem, completion: str) -> tupl
     return p_ids + c_ids, len(p_ids)
 
 
-def _batch(tokenizer, rng: random.Random, cfg: ToyBaseConfig, level: int, minimal: bool = False):
-    """A fresh batch of traces of one level (little padding), labels on completion tokens only."""
+def _batches(tokenizer, rng: random.Random, cfg: ToyBaseConfig, level: int, minimal: bool = False,
+             n: int = 1) -> list[tuple]:
+    """`n` batches (ids, mask, labels, tokens) of fresh traces of one level, labels on completion tokens only.
+
+    The n * batch_size traces are sorted by length before they are cut into batches, in a random
+    batch order: verbose traces of one level vary 2x in length, and padding costs attention
+    quadratically (n=8 cuts padding from 21% to 5% and the step time by a quarter). `tokens` is the
+    mean label count of the n batches: dividing each batch's summed loss by it keeps every token's
+    weight what it is in unsorted batches (a per-batch mean would overweight the batch of shortest
+    traces, which holds the shortcut guesses, and the base would learn to guess)."""
     import torch
 
     seqs = []
-    for _ in range(cfg.batch_size):
+    for _ in range(cfg.batch_size * n):
         p = toy.make_problem(rng, level)
         text = toy.minimal_trace(p) if minimal else toy.verbose_trace(p, rng, cfg.verbosity)
         seqs.append(_encode_example(tokenizer, p, text))
-    width = max(len(s) for s, _ in seqs)
-    ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
-    labels = torch.full((len(seqs), width), -100)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, (s, n_prompt) in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s)
-        labels[i, n_prompt : len(s)] = torch.tensor(s[n_prompt:])
-        mask[i, : len(s)] = 1
-    return ids, mask, labels
+    if n > 1:
+        seqs.sort(key=lambda s: len(s[0]))
+    out = []
+    for chunk in (seqs[i * cfg.batch_size:(i + 1) * cfg.batch_size] for i in range(n)):
+        width = max(len(s) for s, _ in chunk)
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id)
+        labels = torch.full((len(chunk), width), -100)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for i, (s, n_prompt) in enumerate(chunk):
+            ids[i, : len(s)] = torch.tensor(s)
+            labels[i, n_prompt : len(s)] = torch.tensor(s[n_prompt:])
+            mask[i, : len(s)] = 1
+        out.append([ids, mask, labels])
+    tokens = sum((b[2] != -100).sum().item() for b in out) / n
+    out = [(*b, tokens) for b in out]
+    rng.shuffle(out)
+    return out
 
 
 def result_digit_accuracy(model, tokenizer, cfg: ToyBaseConfig, n: int = 16) -> float:
@@ -119,7 +138,7 @@ def result_digit_accuracy(model, tokenizer, cfg: ToyBaseConfig, n: int = 16) -> 
     model.eval()
     with torch.no_grad():
         for level in toy.LEVELS:
-            ids, mask, labels = _batch(tokenizer, rng, dataclasses.replace(cfg, batch_size=n), level)
+            ids, mask, labels, _ = _batches(tokenizer, rng, dataclasses.replace(cfg, batch_size=n), level)[0]
             pred = model(input_ids=ids, attention_mask=mask).logits.argmax(-1)
             # position t predicts token t+1: the result follows "=" in the completion.
             at = (ids[:, :-1] == eq) & (labels[:, 1:] != -100)
@@ -157,6 +176,8 @@ def train_toy_base(out: Path, cfg: ToyBaseConfig = ToyBaseConfig(), progress: bo
     torch.manual_seed(cfg.seed)
     tokenizer = toy.build_tokenizer()
     model = build_model(cfg, tokenizer)
+    # eager attention trains ~10% faster than SDPA's CPU kernels at this size; not saved with the model
+    model.set_attn_implementation("eager")
     n_params = sum(p.numel() for p in model.parameters())
     log.info("toy base: %d parameters, %d SFT steps of %d", n_params, cfg.steps, cfg.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
@@ -171,14 +192,18 @@ def train_toy_base(out: Path, cfg: ToyBaseConfig = ToyBaseConfig(), progress: bo
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     rng = random.Random(cfg.seed)
     levels = list(toy.LEVELS)
+    queues: dict[tuple[int, bool], list] = {}
     model.train()
     t0 = time.time()
     bar = tqdm(range(cfg.steps), desc="toy base SFT", disable=not progress)
     for step in bar:
         pool = levels[:2] if step < cfg.easy_steps else levels
-        ids, mask, labels = _batch(tokenizer, rng, cfg, pool[step % len(pool)], minimal=step < cfg.minimal_steps)
+        which = (pool[step % len(pool)], step < cfg.minimal_steps)
+        if not queues.get(which):
+            queues[which] = _batches(tokenizer, rng, cfg, *which, n=cfg.bucket)
+        ids, mask, labels, tokens = queues[which].pop()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels, num_items_in_batch=tokens).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -186,10 +211,11 @@ def train_toy_base(out: Path, cfg: ToyBaseConfig = ToyBaseConfig(), progress: bo
         opt.zero_grad(set_to_none=True)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        if progress and (step + 1) % 100 == 0:
+        if progress and (step + 1) % 250 == 0:
             log.info("step %d: loss %.3f, step-result digit accuracy %.4f", step + 1, loss.item(),
                      result_digit_accuracy(model, tokenizer, cfg))
     model.eval()
+    model.set_attn_implementation("sdpa")
     digit_acc = result_digit_accuracy(model, tokenizer, cfg)
     tmp = out.with_name(out.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -212,3 +238,28 @@ def ensure_toy_base(cfg: ToyBaseConfig = ToyBaseConfig(), force: bool = False, p
         log.info("building the toy base model in %s", out)
         train_toy_base(out, cfg, progress=progress)
     return out
+
+
+def check_toy_base(model: Path, n: int = 400, out_dir: Path | None = None, progress: bool = True) -> dict[int, dict]:
+    """Per level: accuracy and mean tokens of `n` fresh problems sampled at temperature 1.0 (top-p 1) with a
+    budget of 6x the level's minimal length. Returns {level: {accuracy, mean_tokens, minimal_tokens,
+    tokens_over_minimal, truncated_frac}}; the runs (summary.json + samples.jsonl) go to `out_dir`."""
+    import tempfile
+
+    from conciser.eval.run import evaluate
+
+    out_dir = Path(out_dir or tempfile.mkdtemp(prefix="toy-base-check-"))
+    table = {}
+    for level, k in toy.LEVELS.items():
+        problems = toy.make_problems(n, seed=toy.EVAL_SEED + level, levels=(level,))
+        data = out_dir / f"level{level}.jsonl"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        data.write_text("".join(json.dumps({"id": p.id, "problem": p.prompt, "answer": p.answer}) + "\n"
+                                for p in problems))
+        minimal = toy.minimal_tokens(k)
+        s = evaluate(str(model), str(data), out_dir=out_dir, template="plain", grader="toy", temperature=1.0,
+                     top_p=1.0, max_new_tokens=6 * minimal, seed=level, progress=progress, print_table=False,
+                     overwrite=True)
+        table[level] = {"accuracy": s["accuracy"], "mean_tokens": s["mean_tokens"], "minimal_tokens": minimal,
+                        "tokens_over_minimal": s["mean_tokens"] / minimal, "truncated_frac": s["truncation_rate"]}
+    return table
