@@ -53,6 +53,10 @@ class DataConfig:
     prompt_template: a format string with `{problem}` applied to string prompts, e.g. the R1 directive
         "{problem}\\nPlease reason step by step, and put your final answer within \\boxed{{}}.";
         None uses the prompt as it is.
+    target_lengths: [lo, hi] for rewards that need a per-prompt token budget (L1's l1_exact / l1_max):
+        each row gets n ~ U{lo..hi} (seeded by `seed`) and the reward's instruction ("Think for n
+        tokens.") appended to its prompt. L1 trains with [100, 4000] under a 4k+ cap. Leave it None when
+        the data has a `target_length` column (its prompts must then state the budget themselves).
     """
 
     dataset: str = "toy"
@@ -64,6 +68,7 @@ class DataConfig:
     id_column: str = "problem_id"
     grader: str = "toy"
     prompt_template: str | None = None
+    target_lengths: list[int] | None = None
 
 
 @dataclass

@@ -32,6 +32,8 @@ class L1Exact(LengthReward):
     """L1-Exact: correctness minus alpha per token of deviation from the prompt's budget."""
 
     name = "l1_exact"
+    # what the trainer appends to a prompt whose budget it draws (data.target_lengths), as in L1's data
+    target_prompt = "Think for {n} tokens."
 
     @dataclass(frozen=True)
     class Config:
@@ -53,6 +55,7 @@ class L1Max(LengthReward):
     """L1-Max: correctness times a clipped linear score that falls past the budget."""
 
     name = "l1_max"
+    target_prompt = "Think for maximum {n} tokens."
 
     @dataclass(frozen=True)
     class Config:

@@ -67,3 +67,45 @@ def to_dataset(rows: list[dict]):
     from datasets import Dataset
 
     return Dataset.from_list(rows)
+
+
+def attach_target_lengths(rows: list[dict], cfg: DataConfig, reward, max_completion_length: int) -> list[dict]:
+    """Per-prompt token budgets for rewards that score against one (L1: `reward.target_prompt`).
+
+    With `data.target_lengths=[lo, hi]` each row gets `target_length` n ~ U{lo..hi} (seeded by
+    data.seed) and the reward's instruction ("Think for n tokens.") appended to its last user message;
+    otherwise every row must already carry a `target_length`. Rewards without `target_prompt` take the
+    rows as they are, and a `data.target_lengths` set for them is an error (it would change nothing)."""
+    import random
+
+    prompt = getattr(reward, "target_prompt", None)
+    if prompt is None:
+        if cfg.target_lengths is not None:
+            raise RecipeError(f"data.target_lengths is set, but the {reward.name!r} reward has no per-prompt "
+                              "budget (only l1_exact and l1_max do); remove data.target_lengths")
+        return rows
+    if cfg.target_lengths is None:
+        missing = [i for i, r in enumerate(rows) if not isinstance(r.get("target_length"), int) or r["target_length"] < 1]
+        if missing:
+            raise RecipeError(
+                f"rewards.method={reward.name} scores each completion against its prompt's token budget, but row "
+                f"{missing[0]} (and {len(missing) - 1} more) has no positive integer 'target_length'. Set "
+                "data.target_lengths=[lo, hi] to draw budgets and state them in the prompts (L1 uses [100, 4000]), "
+                "or add a target_length column to the data.")
+        return rows
+    bounds = cfg.target_lengths
+    if (not isinstance(bounds, (list, tuple)) or len(bounds) != 2 or not all(isinstance(b, int) for b in bounds)
+            or not 1 <= bounds[0] <= bounds[1]):
+        raise RecipeError(f"data.target_lengths: expected [lo, hi] with 1 <= lo <= hi (integers), got {bounds!r}")
+    if bounds[1] > max_completion_length:
+        raise RecipeError(f"data.target_lengths: a budget of {bounds[1]} tokens does not fit "
+                          f"trainer.max_completion_length={max_completion_length}; lower hi or raise the cap")
+    rng = random.Random(cfg.seed)
+    out = []
+    for row in rows:
+        n = rng.randint(*bounds)
+        messages = [dict(m) for m in row["prompt"]]
+        last = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        messages[last]["content"] = f"{messages[last]['content']} {prompt.format(n=n)}"
+        out.append({**row, "prompt": messages, "target_length": n})
+    return out

@@ -85,6 +85,7 @@ class _Row:
     timed_out: bool
     text: str
     token_ids: list[int] | None
+    target_length: int | None = None   # the prompt's token budget (L1), from the row's target_length
 
 
 @dataclass
@@ -331,7 +332,8 @@ class ConciseGRPOTrainer(GRPOTrainer):
         grades = self.grade_batch(golds=[str(x["answer"]) for x in inputs], completions=texts)
         return [
             _Row(str(x["problem_id"]), len(ids), g.correct, (not ids) or ids[-1] not in self.eos_token_ids,
-                 g.extracted is not None, g.timed_out, text, list(ids) if self._needs_token_ids else None)
+                 g.extracted is not None, g.timed_out, text, list(ids) if self._needs_token_ids else None,
+                 x.get("target_length"))
             for x, ids, g, text in zip(inputs, completion_ids_list, grades, texts, strict=True)
         ]
 
@@ -344,7 +346,7 @@ class ConciseGRPOTrainer(GRPOTrainer):
         out = list(local)
         for i, cut_ids, text, g in zip(which, ids, texts, grades):
             out[i] = _Row(local[i].problem_id, len(cut_ids), g.correct, True, g.extracted is not None, g.timed_out,
-                          text, cut_ids if self._needs_token_ids else None)
+                          text, cut_ids if self._needs_token_ids else None, local[i].target_length)
         return out
 
     def _rollout_batch(self, rows: list[_Row], group_size: int | None = None) -> RolloutBatch:
@@ -357,6 +359,8 @@ class ConciseGRPOTrainer(GRPOTrainer):
             truncated=[r.truncated for r in rows], format_ok=[r.format_ok for r in rows],
             texts=[r.text for r in rows],
             token_ids=[r.token_ids for r in rows] if self._needs_token_ids else None,
+            target_lengths=([r.target_length for r in rows]
+                            if rows and all(r.target_length is not None for r in rows) else None),
             step=self.state.global_step, max_length=cap,
         )
 

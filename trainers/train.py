@@ -51,7 +51,7 @@ def prepare(recipe_name: str, overrides: list[str], wandb: bool = False):
     advantage / sampling / budget blocks fit the reward and trainer). Returns (recipe, rows, reward, grpo_args)."""
     from conciser.config import RecipeError, load_recipe
     from conciser.rewards import build_reward
-    from conciser.trainers.data import load_rows
+    from conciser.trainers.data import attach_target_lengths, load_rows
     from conciser.trainers.grpo import check_training_blocks
 
     recipe = load_recipe(recipe_name, overrides)
@@ -65,6 +65,7 @@ def prepare(recipe_name: str, overrides: list[str], wandb: bool = False):
     rows = load_rows(recipe.data)
     reward = build_reward(recipe.rewards.method, **recipe.rewards.params)
     args = recipe.grpo_config()
+    rows = attach_target_lengths(rows, recipe.data, reward, args.max_completion_length)
     try:
         check_training_blocks(reward, recipe.advantage, recipe.sampling, recipe.budget, args)
     except ValueError as exc:
