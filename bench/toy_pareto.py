@@ -53,8 +53,9 @@ def generic_overrides(method: str, cap: int) -> list[str]:
     table = {
         "kimi": [],                                                   # min/max normalised in the group
         "cosine": ["rewards.params.exceed_margin=1"],                # 16 of 14,336 tokens
-        "l1_exact": ["rewards.params.alpha=0.012"],                  # 0.0003/token x 40
-        "l1_max": [],                                                 # alpha 0.01, as in the code
+        "l1_exact": ["rewards.params.alpha=0.012",                   # 0.0003/token x 40
+                     f"data.target_lengths=[24,{cap}]"],              # budgets U{100..4000} / 40
+        "l1_max": [f"data.target_lengths=[24,{cap}]"],                # alpha 0.01, as in the code
         "thinkprune": [f"rewards.params.caps=[{cap * 5 // 8}]",      # one stage, 4000 of a 6.4k-token
                        "budget.schedule=reward"],                     # habit -> 5/8 of the cap
         "shorterbetter": ["rewards.params.beta=0.04"],               # 0.001/token x 40
@@ -69,6 +70,18 @@ def generic_overrides(method: str, cap: int) -> list[str]:
     if method not in table:
         raise ValueError(f"no toy recipe and no generic parameters for {method!r}; add it to generic_overrides")
     return table[method]
+# L1 models are evaluated with one stated budget (the paper reports fixed-budget evals), about twice
+# the toy's mean minimal length; every other method sees the plain toy prompt.
+L1_EVAL_BUDGET = 64
+
+
+def eval_template(method: str) -> str | None:
+    from conciser.rewards import REWARDS
+
+    prompt = getattr(REWARDS.get(method), "target_prompt", None)
+    return None if prompt is None else "{problem} " + prompt.format(n=L1_EVAL_BUDGET)
+
+
 QUICK_METHODS = ["grpo", "laser", "laser_d", "dler", "hapo", "kimi"]
 FULL_STEPS, QUICK_STEPS = 40, 8
 FULL_SEEDS = (0, 1)
@@ -164,7 +177,7 @@ def run_one(spec: Spec) -> dict:
         rec["train_s"] = round(time.perf_counter() - t0, 1)
         t1 = time.perf_counter()
         s = evaluate(model, benchmark="toy", n=1, limit=spec.problems, out_dir=out / "eval", seed=spec.eval_seed,
-                     print_table=False, progress=False)
+                     template=eval_template(spec.method), print_table=False, progress=False)
         rec["eval_s"] = round(time.perf_counter() - t1, 1)
         rec["summary"] = {k: s.get(k) for k in ("n_problems", "accuracy", "accuracy_stderr", "mean_tokens",
                                                 "mean_minimal_tokens", "tokens_over_minimal", "truncation_rate",
@@ -295,6 +308,16 @@ def _pm(mean: float | None, std: float | None, fmt: str) -> str:
     return fmt.format(mean) + (f" ± {fmt.format(std)}" if std is not None else "")
 
 
+def _fewer(r: dict) -> str:
+    """ " (dler, dler_da: 12, as their recipes)" for methods that trained fewer steps than the run's."""
+    fewer = {}
+    for rec in r["runs"]:
+        if rec["method"] != "base" and rec.get("steps", r["config"]["steps"]) < r["config"]["steps"]:
+            fewer.setdefault(rec["steps"], set()).add(rec["method"])
+    parts = [f"{', '.join(sorted(ms))}: {n}" for n, ms in sorted(fewer.items())]
+    return f" ({'; '.join(parts)}, as their recipes stop)" if parts else ""
+
+
 def _eval_cap(r: dict):
     return next((x["summary"].get("max_new_tokens") for x in r["runs"] if "summary" in x), "?")
 
@@ -329,11 +352,12 @@ def to_markdown(r: dict) -> str:
         "",
         f"{r['date']} · {m['cpus']} CPUs · torch {m.get('torch')}, trl {m.get('trl')} · wall {r['wall_s'] / 60:.0f} min",
         "",
-        f"Every method trained {cfg['steps']} steps from the toy base `{Path(cfg['base']).name}` (training seed(s) "
+        f"Every method trained {cfg['steps']} steps{_fewer(r)} from the toy base `{Path(cfg['base']).name}` (training seed(s) "
         f"{seeds}; mean ± std over seeds where there are several), then evaluated on the same {cfg['problems']} "
         f"held-out toy problems (1 sample each, eval seed {cfg['eval_seed']}, cap {_eval_cap(r)} tokens). "
         f"Sorted by mean tokens. Δ = change against the base. Per level: accuracy / mean tokens "
-        f"(minimal tokens: {minimal}).",
+        f"(minimal tokens: {minimal}). L1 (l1_exact, l1_max) trains on budgets drawn into its prompts and is "
+        f"evaluated with one stated budget of {L1_EVAL_BUDGET} tokens (\"Think for [maximum] {L1_EVAL_BUDGET} tokens.\").",
         "",
         md_table(["method", "accuracy", "mean tokens", "tokens / minimal", "Δ acc (points)", "Δ tokens", "truncated",
                   *[f"L{lv}" for lv in levels]], rows),
@@ -421,13 +445,15 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
         from conciser.trainers.toy_sft import ensure_toy_base
 
         model = str(ensure_toy_base())
-    broken = {}
+    broken, method_steps = {}, {}
     for m in methods:  # a recipe that does not validate is reported, before minutes of training
         try:
             from conciser.trainers.train import prepare
 
             recipe, overrides = recipe_for(m)
-            prepare(recipe, [*overrides, f"model.name_or_path={model}", *(extra or [])])
+            _, _, _, args = prepare(recipe, [*overrides, f"model.name_or_path={model}", *(extra or [])])
+            # a recipe that stops earlier keeps its own length (DLER's: dynamic sampling runs dry on the toy)
+            method_steps[m] = min(steps, args.max_steps) if args.max_steps > 0 else steps
         except Exception as exc:
             broken[m] = f"{type(exc).__name__}: {exc}"
             log(f"{m}: recipe does not validate: {broken[m]}")
@@ -437,7 +463,7 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
         work_dir = Path(tmp.name)
     try:
         specs = [Spec("base", seeds[0], 0, problems, model, str(Path(work_dir) / "base"))]
-        specs += [Spec(m, s, steps, problems, model, str(Path(work_dir) / f"{m}-seed{s}"), extra=list(extra or []))
+        specs += [Spec(m, s, method_steps[m], problems, model, str(Path(work_dir) / f"{m}-seed{s}"), extra=list(extra or []))
                   for s in seeds for m in methods if m not in broken]
         log(f"toy pareto: {len(methods)} methods x {len(seeds)} seed(s), {steps} steps, {problems} problems, "
             f"{jobs} jobs, load {mach['load_avg_1m']}")
