@@ -113,6 +113,15 @@ def recipe_for(method: str) -> tuple[str, list[str]]:
                          *generic_overrides(method, cap)]
 
 
+def _schedule_over(recipe: str, overrides: list[str], steps: int) -> list[str]:
+    """A reward whose schedule spans the run (curriculum's `total_steps`) spans the bench's steps:
+    cut off at 40 of its 60 steps, the curriculum would be compared at its step-40 budget."""
+    from conciser.config import load_recipe
+
+    total = load_recipe(recipe, overrides).rewards.params.get("total_steps")
+    return [] if total in (None, steps) else [f"rewards.params.total_steps={steps}"]
+
+
 @dataclass
 class Spec:
     """One (method, seed) run: train (unless method == "base") then evaluate."""
@@ -169,6 +178,7 @@ def run_one(spec: Spec) -> dict:
         model = spec.model
         if spec.method != "base":
             recipe, overrides = recipe_for(spec.method)
+            overrides = [*overrides, *_schedule_over(recipe, overrides, spec.steps)]
             rec["recipe"], rec["overrides"] = recipe, overrides
             with _steps_recorded(reached):
                 model = str(train(recipe, [*overrides, f"model.name_or_path={spec.model}",
@@ -357,7 +367,8 @@ def to_markdown(r: dict) -> str:
         f"held-out toy problems (1 sample each, eval seed {cfg['eval_seed']}, cap {_eval_cap(r)} tokens). "
         f"Sorted by mean tokens. Δ = change against the base. Per level: accuracy / mean tokens "
         f"(minimal tokens: {minimal}). L1 (l1_exact, l1_max) trains on budgets drawn into its prompts and is "
-        f"evaluated with one stated budget of {L1_EVAL_BUDGET} tokens (\"Think for [maximum] {L1_EVAL_BUDGET} tokens.\").",
+        f"evaluated with one stated budget of {L1_EVAL_BUDGET} tokens (\"Think for [maximum] {L1_EVAL_BUDGET} tokens.\"); "
+        f"curriculum's budget schedule is stretched or squeezed to the run's steps.",
         "",
         md_table(["method", "accuracy", "mean tokens", "tokens / minimal", "Δ acc (points)", "Δ tokens", "truncated",
                   *[f"L{lv}" for lv in levels]], rows),

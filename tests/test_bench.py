@@ -106,3 +106,11 @@ def test_toy_pareto_has_a_recipe_for_every_method():
     for m in all_methods():
         recipe, overrides = recipe_for(m)
         assert recipe == (f"toy/{m}" if m in CARD else "toy/laser") or recipe == f"toy/{m}"
+
+
+def test_toy_pareto_fits_run_long_schedules_to_the_bench_steps():
+    from bench.toy_pareto import _schedule_over, recipe_for
+
+    assert _schedule_over(*recipe_for("curriculum"), 40) == ["rewards.params.total_steps=40"]
+    assert _schedule_over(*recipe_for("curriculum"), 60) == []  # the recipe's own length
+    assert _schedule_over(*recipe_for("laser"), 40) == []
