@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         "wall_seconds": round(time.time() - t0, 1),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    print(f"tokens {report['token_reduction']:+.1%} fewer, accuracy {report['accuracy_change']:+.3f}; "
+    change = report["token_reduction"]
+    print(f"{abs(change):.1%} {'fewer' if change >= 0 else 'more'} tokens, accuracy {report['accuracy_change']:+.3f}; "
           f"wall time {report['wall_seconds']:.0f} s")
     print(f"outputs: {out}/report.json, {plot}, trained model {trained_dir}, eval samples {out}/eval-*/toy/")
     return 0
