@@ -9,6 +9,7 @@ names the row and the column to set.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 from conciser import toy
@@ -76,8 +77,6 @@ def attach_target_lengths(rows: list[dict], cfg: DataConfig, reward, max_complet
     data.seed) and the reward's instruction ("Think for n tokens.") appended to its last user message;
     otherwise every row must already carry a `target_length`. Rewards without `target_prompt` take the
     rows as they are, and a `data.target_lengths` set for them is an error (it would change nothing)."""
-    import random
-
     prompt = getattr(reward, "target_prompt", None)
     if prompt is None:
         if cfg.target_lengths is not None:

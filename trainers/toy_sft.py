@@ -109,6 +109,7 @@ def _batches(tokenizer, rng: random.Random, cfg: ToyBaseConfig, level: int, mini
         seqs.append(_encode_example(tokenizer, p, text))
     if n > 1:
         seqs.sort(key=lambda s: len(s[0]))
+    tokens = sum(len(s) - n_prompt for s, n_prompt in seqs) / n   # label tokens per batch, on average
     out = []
     for chunk in (seqs[i * cfg.batch_size:(i + 1) * cfg.batch_size] for i in range(n)):
         width = max(len(s) for s, _ in chunk)
@@ -119,9 +120,7 @@ def _batches(tokenizer, rng: random.Random, cfg: ToyBaseConfig, level: int, mini
             ids[i, : len(s)] = torch.tensor(s)
             labels[i, n_prompt : len(s)] = torch.tensor(s[n_prompt:])
             mask[i, : len(s)] = 1
-        out.append([ids, mask, labels])
-    tokens = sum((b[2] != -100).sum().item() for b in out) / n
-    out = [(*b, tokens) for b in out]
+        out.append((ids, mask, labels, tokens))
     rng.shuffle(out)
     return out
 
