@@ -5,6 +5,7 @@ Go only), so the test reads it with a 20-line reader. Run: .venv/bin/pytest test
 """
 
 import struct
+import time
 
 import pytest
 
@@ -38,6 +39,19 @@ def read_wandb_history(path) -> dict[str, str]:
     return out
 
 
+def wait_for_history(path, key: str, timeout: float = 60.0) -> dict[str, str]:
+    """The file's history once it holds `key`, or as it stands after `timeout` seconds.
+
+    wandb's writer runs in its own service process and may still be writing when `finish` returns
+    (CI, on a loaded machine, read the file before any history record had landed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        history = read_wandb_history(path)
+        if key in history or time.monotonic() > deadline:
+            return history
+        time.sleep(0.5)
+
+
 def test_offline_wandb_run_records_length_metrics(tiny_sft_toy_model, tmp_path, monkeypatch):
     from conciser.trainers.train import train
 
@@ -52,9 +66,10 @@ def test_offline_wandb_run_records_length_metrics(tiny_sft_toy_model, tmp_path, 
                         "trainer.max_completion_length=48", "data.n_train=8", "rewards.method=kimi",
                         "rewards.params={}", "advantage.estimator=batch"], wandb=True)
     wandb.finish()
+    wandb.teardown()  # stops wandb's service process, which closes the run file
     files = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 1
-    history = read_wandb_history(files[0])
+    history = wait_for_history(files[0], "train/length/budget")
     for key in ("length/mean", "length/truncated_frac", "length/budget", "correct/frac", "advantage/abs_mean"):
         assert f"train/{key}" in history, f"train/{key} not in {sorted(history)}"
     assert float(history["train/length/budget"]) == 48
