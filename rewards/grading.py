@@ -175,7 +175,26 @@ def _latex_input(s: str) -> str:
     """
     if _BOX_RE.search(s):
         return s
-    return "\\boxed{" + _UNESCAPED_DOLLAR.sub("", s) + "}"
+    return "\\boxed{" + _undecorate(_UNESCAPED_DOLLAR.sub("", s)) + "}"
+
+
+_BOLD_RE = re.compile(r"\\(?:textbf|mathbf|boldsymbol)\s*\{")
+
+
+def _undecorate(s: str) -> str:
+    """``s`` without what only decorates it: a bold wrapper around the whole answer and a full stop.
+
+    Models end a boxed answer with a sentence's full stop (``104.``) and AMC/AIME solutions bold
+    the choice (``\\textbf{(073)}``); math-verify rejects both as written."""
+    while True:
+        s = s.strip()
+        m = _BOLD_RE.match(s)
+        if m and closing_brace(s, m.end()) == len(s) - 1:
+            s = s[m.end():-1]
+        elif s.endswith(".") and not s.endswith(".."):
+            s = s[:-1]
+        else:
+            return s
 
 
 @lru_cache(maxsize=4096)

@@ -60,6 +60,13 @@ ROWS = [
      "x_{0} \\cos (\\omega t)+$ $\\dot{x}_{0} \\sin (\\omega t) / \\omega",
      done("x_0\\cos(\\omega t) + \\frac{\\dot{x}_0 \\sin(\\omega t)}{\\omega}"), True, None),
     ("dollars inside the box", "5", "</think> \\boxed{$5$}", True, None),
+    # decoration only: a sentence's full stop, a bold choice (AIME/AMC solutions)
+    ("full stop in the box", "104", done("104."), True, None),
+    ("decimal point is not a full stop", "104", done("104.5"), False, None),
+    ("bold choice with leading zero", "73", done("\\textbf{(073)}"), True, None),
+    ("bold number, full stop", "73", done("\\mathbf{73}."), True, None),
+    ("bold wrong number", "73", done("\\textbf{(074)}"), False, None),
+    ("bold part of the answer only", "2", done("\\textbf{2} + 1"), False, None),
     # intervals
     ("half-open interval", "(1,2]", done("(1,2]"), True, None),
     ("half-open interval, spacing", "[1,2)", done("[1, 2)"), True, None),
