@@ -101,7 +101,12 @@ class SamplingConfig:
     """Dynamic sampling (DAPO/DLER): drop all-equal groups and refill, at most `max_gen_batches` times.
 
     dynamic: drop groups whose scores are all equal and refill the batch from new prompts.
-    max_gen_batches: generation batches allowed per step (the first included); past it, an error.
+    max_gen_batches: generation batches allowed per step (the first included); what happens past it
+        is `on_exhausted`.
+    on_exhausted: `error` (DAPO/verl: stop with an error naming this setting) or `fill` (train the step
+        on the groups kept so far, topped up with the last generation batch's dropped groups, as
+        without dynamic sampling; logged as `sampling/filled_group_frac`). `fill` suits a policy that
+        has solved most of its prompts and would otherwise stop the run.
     metric: what "all equal" looks at: `auto` (the reward's `sampling_scores` when it defines them,
         e.g. DLER's unmodified score, else the reward), `reward`, or `correct` (solved 0/1).
     keep_all_correct: keep groups whose completions are all solved even when their scores are equal
@@ -112,6 +117,7 @@ class SamplingConfig:
 
     dynamic: bool = False
     max_gen_batches: int = 4
+    on_exhausted: str = "error"
     metric: str = "auto"
     keep_all_correct: bool | None = None
     monitor_prompts: int = 64

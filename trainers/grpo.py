@@ -43,8 +43,8 @@ from conciser.rewards.grading import get_grader
 from conciser.trainers.advantages import EstimatorInput, build_estimator, drpo_loss, sequence_scores
 from conciser.trainers.budget import build_budget, set_generation_cap
 from conciser.trainers.sampling import (
-    KEEP_ALL_CORRECT, METRICS, DynamicSamplingError, Refill, SamplingStats, concat_rows, gather_rows, keep_groups,
-    pad_values, row_keys, take_rows, trim_padding,
+    KEEP_ALL_CORRECT, METRICS, ON_EXHAUSTED, DynamicSamplingError, Refill, SamplingStats, concat_rows,
+    fill_flags, gather_rows, keep_groups, pad_values, row_keys, take_rows, trim_padding,
 )
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,9 @@ def check_training_blocks(reward, advantage: AdvantageConfig, sampling: Sampling
         raise ValueError(f"sampling.metric: unknown metric {sampling.metric!r}; valid: {', '.join(METRICS)}")
     if sampling.max_gen_batches < 1:
         raise ValueError("sampling.max_gen_batches: must be >= 1 (generation batches per step)")
+    if sampling.on_exhausted not in ON_EXHAUSTED:
+        raise ValueError(f"sampling.on_exhausted: unknown value {sampling.on_exhausted!r}; valid: "
+                         f"{', '.join(ON_EXHAUSTED)}")
     if sampling.monitor_prompts < 1:
         raise ValueError("sampling.monitor_prompts: must be >= 1")
     build_budget(budget.schedule, budget.params, reward, args.max_completion_length, args.max_steps)
@@ -241,7 +244,7 @@ class ConciseGRPOTrainer(GRPOTrainer):
         need = n_local * world // group
         pads = pad_values(self._tokenizer.pad_token_id)
         cap = self.sampling.max_gen_batches
-        pool, meta, kept = [], [], 0
+        pool, meta, kept, filled = [], [], 0, 0
         for attempt in range(1, cap + 1):
             if attempt > 1:
                 inputs = self._refill.rows(self.sampling_stats.draws, need, rank, n_local)
@@ -264,14 +267,23 @@ class ConciseGRPOTrainer(GRPOTrainer):
             if kept >= need:
                 break
         else:
-            raise DynamicSamplingError(
-                f"dynamic sampling: only {kept} of the {need} groups a batch needs had unequal scores after "
-                f"{cap} generation batches (sampling.max_gen_batches={cap}). The policy's groups are all "
-                f"equal (all wrong, all right or all truncated): raise sampling.max_gen_batches, change the "
-                f"prompts' difficulty, or set sampling.dynamic=false.")
+            if self.sampling.on_exhausted != "fill":
+                raise DynamicSamplingError(
+                    f"dynamic sampling: only {kept} of the {need} groups a batch needs had unequal scores after "
+                    f"{cap} generation batches (sampling.max_gen_batches={cap}). The policy's groups are all "
+                    f"equal (all wrong, all right or all truncated): raise sampling.max_gen_batches, change the "
+                    f"prompts' difficulty, set sampling.on_exhausted=fill to train on a topped-up batch, or "
+                    f"set sampling.dynamic=false.")
+            # Top up with the last batch's dropped groups: the step trains as without dynamic sampling.
+            filled = need - kept
+            index = [g * group + j for g, ok in enumerate(fill_flags(flags, filled)) if ok for j in range(group)]
+            pool.append(take_rows(rows, index))
+            meta += [(scored.rows[i], scored.rewards[i]) for i in index]
+            self.sampling_stats.filled_steps += 1
         self.sampling_stats.steps += 1
         self._metrics["train"]["sampling/gen_batches"].append(float(attempt))
         self._metrics["train"]["sampling/kept_group_frac"].append(kept / (attempt * need))
+        self._metrics["train"]["sampling/filled_group_frac"].append(filled / need)
         rows = take_rows(concat_rows(pool, pads), range(need * group))
         meta = meta[:need * group]
         scores = (sequence_scores(rows["old_per_token_logps"], self._loss_mask(rows))

@@ -4,7 +4,8 @@ A group whose scores are all equal (all wrong, all right, all truncated) has zer
 group-relative estimators and only dilutes the batch. The trainer drops such groups, generates more
 groups from *new* prompts, and repeats until it has as many groups as one generation batch, at most
 `sampling.max_gen_batches` generation batches per step; past the cap it raises
-`DynamicSamplingError` (verl's recipe errors the same way: "Generated too many").
+`DynamicSamplingError` (verl's recipe errors the same way: "Generated too many"), or, with
+`sampling.on_exhausted=fill`, tops the batch up with groups it had dropped (see `fill_flags`).
 
 Every decision here is taken on gathered, global data, so all ranks loop the same number of times
 (generation and gathers are collectives). The pieces:
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 # length reward (which only acts there) never trains (methods-more §4, §10).
 KEEP_ALL_CORRECT = frozenset({"concise_r"})
 METRICS = ("auto", "reward", "correct")
+ON_EXHAUSTED = ("error", "fill")
 
 # Per-completion tensors whose first dimension is the completion; how each is padded across ranks.
 LEFT_PADDED = ("prompt_ids", "prompt_mask")
@@ -58,6 +60,16 @@ def keep_groups(scores: Sequence[float], group_size: int, solved: Sequence[bool]
     return out
 
 
+def fill_flags(flags: Sequence[bool], missing: int) -> list[bool]:
+    """The groups of one generation batch that top up a batch `missing` groups short: the first
+    `missing` of those `flags` dropped (all-equal groups: they train as without dynamic sampling)."""
+    dropped = [g for g, ok in enumerate(flags) if not ok]
+    if missing > len(dropped):
+        raise ValueError(f"{missing} groups missing but only {len(dropped)} dropped groups to fill with")
+    chosen = set(dropped[:missing])
+    return [g in chosen for g in range(len(flags))]
+
+
 @dataclass
 class SamplingStats:
     """Dynamic-sampling counters; checkpointed so a resume continues the refill sequence."""
@@ -67,6 +79,7 @@ class SamplingStats:
     groups_seen: int = 0
     groups_kept: int = 0           # groups that passed the filter (before cutting to the batch size)
     steps: int = 0
+    filled_steps: int = 0          # steps topped up with dropped groups (on_exhausted=fill)
 
     def state_dict(self) -> dict[str, int]:
         return asdict(self)

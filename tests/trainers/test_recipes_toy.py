@@ -42,8 +42,9 @@ def test_card_recipe_validates_and_names_its_launch_command(method):
     assert resolve_recipe_path(f"toy/{method}").read_text().splitlines()[0] == f"# conciser train toy/{method}"
     recipe, rows, reward, args = prepare(f"toy/{method}", [])
     assert recipe.model.name_or_path == "toy" and recipe.data.dataset == "toy" and reward.name == method
-    # DLER's dynamic sampling runs out of mixed groups on the toy after ~15 steps, so its recipes stop at 12
-    assert args.max_completion_length <= 224 and args.max_steps == (12 if method.startswith("dler") else 60)
+    assert args.max_completion_length <= 224 and args.max_steps == 60
+    # DLER's dynamic sampling runs out of mixed groups on the toy after ~15 steps: its recipes top up
+    assert recipe.sampling.on_exhausted == ("fill" if method.startswith("dler") else "error")
 
 
 @pytest.mark.parametrize("method", CARD)

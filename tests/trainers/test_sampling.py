@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from conciser.trainers.sampling import DynamicSamplingError, keep_groups
+from conciser.trainers.sampling import DynamicSamplingError, fill_flags, keep_groups
 
 from trainer_helpers import completion, toy_inputs
 
@@ -63,10 +63,56 @@ def test_all_equal_groups_are_dropped_and_refilled_from_new_prompts(tiny_toy_mod
 def test_stops_at_the_cap_with_the_documented_error(tiny_toy_model, make_trainer, scripted):
     trainer, calls = _trainer(make_trainer, tiny_toy_model, scripted, lambda p, j, call: completion(p, correct=False),
                               max_gen_batches=3)
-    with pytest.raises(DynamicSamplingError, match=r"only 0 of the 2 groups.*sampling.max_gen_batches=3"):
+    with pytest.raises(DynamicSamplingError, match=r"only 0 of the 2 groups.*sampling.max_gen_batches=3.*"
+                                                   r"sampling.on_exhausted=fill"):
         trainer._generate_and_score_completions(toy_inputs(trainer, 2, 4))
     assert len(calls) == 3  # the first batch and two refills, then the error
     assert trainer.sampling_stats.generation_batches == 3 and trainer.sampling_stats.draws == 2
+
+
+@pytest.mark.parametrize("flags,missing,expected", [
+    ([True, False, False, True, False], 2, [False, True, True, False, False]),
+    ([False, False], 0, [False, False]),
+    ([False, False], 2, [True, True]),
+])
+def test_fill_flags_take_the_first_dropped_groups(flags, missing, expected):
+    assert fill_flags(flags, missing) == expected
+
+
+def test_fill_flags_cannot_invent_groups():
+    with pytest.raises(ValueError, match="3 groups missing but only 1 dropped"):
+        fill_flags([True, False], 3)
+
+
+def test_on_exhausted_fill_tops_the_batch_up_with_dropped_groups(tiny_toy_model, make_trainer, scripted):
+    """Past the cap, `fill` trains on the kept groups plus the last batch's first dropped ones."""
+    def script(p, j, call):  # only the first batch's problem 0 group is varied; every other group all wrong
+        return completion(p, correct=call == 0 and p.id == first[0] and j == 0, extra=j)
+
+    first = []
+    trainer, calls = _trainer(make_trainer, tiny_toy_model, scripted, script, max_gen_batches=3, on_exhausted="fill")
+    first += [trainer.train_dataset[i]["problem_id"] for i in range(2)]
+    out = trainer._generate_and_score_completions(toy_inputs(trainer, 2, 4))
+    assert len(calls) == 3 and out["completion_ids"].size(0) == 8
+    m = trainer._metrics["train"]
+    assert m["sampling/gen_batches"] == [3.0] and m["sampling/filled_group_frac"] == [0.5]
+    assert m["sampling/kept_group_frac"] == [pytest.approx(1 / 6)]
+    assert trainer.sampling_stats.filled_steps == 1 and trainer.sampling_stats.steps == 1
+    prompts = trainer.processing_class.batch_decode(out["prompt_ids"], skip_special_tokens=True)
+    kept = trainer.train_dataset[0]["prompt"][0]["content"]
+    assert all(kept in p for p in prompts[:4]) and not any(kept in p for p in prompts[4:])
+    assert all(prompts[4] == p for p in prompts[4:])   # one whole group from the last refill
+    adv = out["advantages"]
+    assert adv[:4].abs().sum() > 0 and adv[4:].abs().sum() == 0  # the filler group: all wrong, no signal
+
+
+def test_on_exhausted_is_checked_before_a_model_loads():
+    from conciser.config import load_recipe
+    from conciser.trainers.train import prepare
+
+    with pytest.raises(ValueError, match=r"sampling.on_exhausted: unknown value 'skip'; valid: error, fill"):
+        prepare("toy/dler", ["sampling.on_exhausted=skip", "model.name_or_path=/nonexistent"])
+    assert load_recipe("toy/dler").sampling.on_exhausted in ("error", "fill")
 
 
 @pytest.mark.parametrize("keep_all_correct,batches", [(None, 1), (False, 2)])
