@@ -3,6 +3,7 @@
     python -m bench.toy_pareto                   # every method, 40 steps, seeds 0 and 1 (`make bench`)
     python -m bench.toy_pareto --quick           # 6 methods, 8 steps, 60 problems, seed 0
     python -m bench.toy_pareto --methods laser,dler --steps 40 --seeds 0,1
+    python -m bench.toy_pareto --methods dler,dler_da --update   # re-run two methods into the results
 
 Every method starts from the cached toy base (`conciser toy-base`) with the same training seed and
 the same number of optimizer steps, and is evaluated on the same held-out toy problems
@@ -39,7 +40,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench._common import RESULTS, log, machine, md_table, stamp, write_results
+from bench._common import RESULTS, log, machine, md_table, result_paths, stamp, write_results
 
 CARD = ["laser", "laser_d", "laser_de", "dler", "dler_da", "drpo", "hapo", "curriculum"]
 GRPO = "grpo"
@@ -361,6 +362,8 @@ def to_markdown(r: dict) -> str:
         f"# Toy Pareto ({r['mode']})",
         "",
         f"{r['date']} · {m['cpus']} CPUs · torch {m.get('torch')}, trl {m.get('trl')} · wall {r['wall_s'] / 60:.0f} min",
+        *[f"Re-run since (`--update`): {', '.join(u['methods'])}, {u['date']}, {u['wall_s'] / 60:.0f} min."
+          for u in cfg.get("updates", [])],
         "",
         f"Every method trained {cfg['steps']} steps{_fewer(r)} from the toy base `{Path(cfg['base']).name}` (training seed(s) "
         f"{seeds}; mean ± std over seeds where there are several), then evaluated on the same {cfg['problems']} "
@@ -434,16 +437,39 @@ def write(records: list[dict], *, config: dict, quick: bool, wall_s: float, mach
     return result
 
 
+def previous_results(quick: bool, out_dir: Path | None, *, methods: list[str], seeds: list[int], steps: int,
+                     problems: int, model: str, extra: list[str]) -> dict:
+    """The committed results an `--update` run rewrites; refused unless they were run the same way."""
+    path = result_paths("toy_pareto", quick, out_dir)[0]
+    if not path.exists():
+        raise FileNotFoundError(f"--update: no results to update at {path}; run without --update first")
+    old = json.loads(path.read_text())
+    cfg = old["config"]
+    want = {"seeds": seeds, "steps": steps, "problems": problems, "base": model, "extra_overrides": extra}
+    for key, value in want.items():
+        if cfg.get(key) != value:
+            raise ValueError(f"--update: {path} was run with {key}={cfg.get(key)!r}, this run has {value!r}; "
+                             f"pass the same {key}, or re-run every method without --update")
+    missing = sorted(set(methods) - set(cfg["methods"]))
+    if missing:
+        raise ValueError(f"--update: {missing} not in {path}; re-run every method without --update")
+    return old
+
+
 def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[int] | None = None,
         steps: int | None = None, problems: int | None = None, jobs: int | None = None, model: str | None = None,
         out_dir: Path | None = None, work_dir: Path | None = None, run_timeout: float | None = None,
-        extra: list[str] | None = None) -> dict:
+        extra: list[str] | None = None, update: bool = False) -> dict:
     """Train and evaluate every method (and evaluate the base); writes and returns the results dict.
 
-    `extra`: recipe overrides applied to every method (tests shrink the batch with it).
+    `extra`: recipe overrides applied to every method (tests shrink the batch with it). `update`:
+    train and evaluate only `methods` and put their runs in place of theirs in the existing results
+    (the base's evaluation and every other method's runs are kept: each run is deterministic per seed).
     """
     t0 = time.perf_counter()
     mach = machine()
+    if update and not methods:
+        raise ValueError("--update needs --methods: the methods to re-run")
     methods = methods or (QUICK_METHODS if quick else all_methods())
     unknown = sorted(set(methods) - set(all_methods()))
     if unknown:
@@ -456,6 +482,8 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
         from conciser.trainers.toy_sft import ensure_toy_base
 
         model = str(ensure_toy_base())
+    old = previous_results(quick, out_dir, methods=methods, seeds=seeds, steps=steps, problems=problems, model=model,
+                           extra=list(extra or [])) if update else None
     broken, method_steps = {}, {}
     for m in methods:  # a recipe that does not validate is reported, before minutes of training
         try:
@@ -473,7 +501,7 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
         tmp = tempfile.TemporaryDirectory(prefix="bench-pareto-")
         work_dir = Path(tmp.name)
     try:
-        specs = [Spec("base", seeds[0], 0, problems, model, str(Path(work_dir) / "base"))]
+        specs = [] if old else [Spec("base", seeds[0], 0, problems, model, str(Path(work_dir) / "base"))]
         specs += [Spec(m, s, method_steps[m], problems, model, str(Path(work_dir) / f"{m}-seed{s}"), extra=list(extra or []))
                   for s in seeds for m in methods if m not in broken]
         log(f"toy pareto: {len(methods)} methods x {len(seeds)} seed(s), {steps} steps, {problems} problems, "
@@ -486,8 +514,13 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
             tmp.cleanup()
     config = {"methods": methods, "seeds": seeds, "steps": steps, "problems": problems, "base": model,
               "eval_seed": 0, "jobs": jobs, "extra_overrides": list(extra or [])}
-    return write(records, config=config, quick=quick, wall_s=time.perf_counter() - t0,
-                 mach={**mach, "load_avg_1m_after": round(os.getloadavg()[0], 2)}, out_dir=out_dir)
+    wall_s, mach = time.perf_counter() - t0, {**mach, "load_avg_1m_after": round(os.getloadavg()[0], 2)}
+    if old:
+        records = [r for r in old["runs"] if r["method"] not in methods] + records
+        updates = old["config"].get("updates", []) + [{"date": stamp(), "methods": methods, "wall_s": round(wall_s, 1)}]
+        config = {**old["config"], "updates": updates}
+        wall_s, mach = old["wall_s"], old["machine"]
+    return write(records, config=config, quick=quick, wall_s=wall_s, mach=mach, out_dir=out_dir)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -502,11 +535,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default=None, help="base model (default: the cached toy base, built if missing)")
     ap.add_argument("--out", default=None, help="results folder (default bench/results)")
     ap.add_argument("--keep", default=None, metavar="DIR", help="keep trained models and eval samples here")
+    ap.add_argument("--update", action="store_true", help="re-run only --methods and replace their runs in the "
+                                                          "existing results (same seeds, steps, problems, base)")
     args = ap.parse_args(argv)
     r = run(args.quick, methods=args.methods.split(",") if args.methods else None,
             seeds=[int(s) for s in args.seeds.split(",")] if args.seeds else None, steps=args.steps,
             problems=args.problems, jobs=args.jobs, model=args.model, out_dir=Path(args.out) if args.out else None,
-            work_dir=Path(args.keep) if args.keep else None)
+            work_dir=Path(args.keep) if args.keep else None, update=args.update)
     print(to_markdown(r))
     return r
 

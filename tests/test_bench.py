@@ -114,3 +114,35 @@ def test_toy_pareto_fits_run_long_schedules_to_the_bench_steps():
     assert _schedule_over(*recipe_for("curriculum"), 40) == ["rewards.params.total_steps=40"]
     assert _schedule_over(*recipe_for("curriculum"), 60) == []  # the recipe's own length
     assert _schedule_over(*recipe_for("laser"), 40) == []
+
+
+def test_toy_pareto_update_reruns_only_the_named_methods(tmp_path, monkeypatch, tiny_toy_model):
+    import bench.toy_pareto as tp
+
+    model = str(tiny_toy_model)
+    records = [{"method": "base", "seed": 0, "steps": 0, "summary": _fake_summary(0.60, 120.0)},
+               {"method": "laser", "seed": 0, "steps": 3, "summary": _fake_summary(0.70, 60.0)},
+               {"method": "kimi", "seed": 0, "steps": 3, "summary": _fake_summary(0.50, 44.0)}]
+    config = {"methods": ["laser", "kimi"], "seeds": [0], "steps": 3, "problems": 20, "base": model,
+              "eval_seed": 0, "jobs": 2, "extra_overrides": []}
+    tp.write(records, config=config, quick=True, wall_s=60.0, mach={"cpus": 2}, out_dir=tmp_path)
+    ran = []
+
+    def fake_run_specs(specs, jobs, queue, timeout=None):  # training is not what this test is about
+        ran.extend(specs)
+        return [{"method": s.method, "seed": s.seed, "steps": s.steps, "summary": _fake_summary(0.9, 50.0)} for s in specs]
+
+    monkeypatch.setattr(tp, "run_specs", fake_run_specs)
+    r = tp.run(True, methods=["kimi"], seeds=[0], steps=3, problems=20, model=model, out_dir=tmp_path, update=True)
+    assert [(s.method, s.seed, s.steps) for s in ran] == [("kimi", 0, 3)]  # the base is not evaluated again
+    assert r["methods"]["kimi"]["accuracy"] == 0.9 and r["methods"]["laser"]["accuracy"] == 0.70
+    assert r["methods"]["base"]["accuracy"] == 0.60 and r["wall_s"] == 60.0
+    assert [u["methods"] for u in r["config"]["updates"]] == [["kimi"]]
+    assert "Re-run since (`--update`): kimi" in (tmp_path / "toy_pareto.quick.md").read_text()
+    with pytest.raises(ValueError, match=r"run with steps=3, this run has 4"):
+        tp.run(True, methods=["kimi"], seeds=[0], steps=4, problems=20, model=model, out_dir=tmp_path, update=True)
+    with pytest.raises(ValueError, match="needs --methods"):
+        tp.run(True, out_dir=tmp_path, update=True)
+    with pytest.raises(FileNotFoundError, match="no results to update"):
+        tp.run(True, methods=["kimi"], seeds=[0], steps=3, problems=20, model=model, out_dir=tmp_path / "none",
+               update=True)
