@@ -508,7 +508,7 @@ def _labels(models: list[str], names: list[str] | None) -> list[str]:
     return out
 
 
-def _server_env(kv_cache_gib: float) -> dict:
+def _server_env(kv_cache_gib: int) -> dict:
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if "VLLM_CPU_KVCACHE_SPACE" not in env:
@@ -570,7 +570,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-duration", type=float, default=3600.0, help="seconds the stream of one model may take (default 3600)")
     parser.add_argument("--startup-timeout", type=float, default=900.0, help="seconds a server may take to get ready (default 900)")
     parser.add_argument("--vllm-args", default="", help='extra flags for vllm serve, one string; write it with "=": --vllm-args="--max-model-len 34000"')
-    parser.add_argument("--cpu-kv-cache-gib", type=float, default=4.0, help="VLLM_CPU_KVCACHE_SPACE on machines without CUDA, if unset (default 4)")
+    # vLLM reads VLLM_CPU_KVCACHE_SPACE with int(): "4.0" stops the server at start-up
+    parser.add_argument("--cpu-kv-cache-gib", type=int, default=4, help="VLLM_CPU_KVCACHE_SPACE (whole GiB) on machines without CUDA, if unset (default 4)")
     parser.add_argument("--prepend-think", action="store_true",
                         help="grade '<think>' + answer (for models whose chat template opens the think block in the prompt)")
 
@@ -589,6 +590,8 @@ def _validate(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive number of seconds")
     if args.warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.cpu_kv_cache_gib < 1:
+        raise ValueError(f"--cpu-kv-cache-gib must be a whole number of GiB >= 1, got {args.cpu_kv_cache_gib}")
     for m in args.model:
         if not Path(m, "config.json").is_file():
             raise FileNotFoundError(f"--model {m}: no config.json there; give an HF model folder "

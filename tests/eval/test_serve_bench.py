@@ -266,6 +266,23 @@ def test_bad_input(tmp_path, capsys):
     assert "2 --name for 1 --model" in capsys.readouterr().err
     assert cli_main(_bench_args(tmp_path / "out", str(tmp_path / "m"), extra=["--rate", "0"])) == 2
     assert "--rate must be > 0" in capsys.readouterr().err
+    assert cli_main(_bench_args(tmp_path / "out", str(tmp_path / "m"), extra=["--cpu-kv-cache-gib", "0"])) == 2
+    assert "--cpu-kv-cache-gib must be a whole number of GiB >= 1" in capsys.readouterr().err
+
+
+def test_cpu_kv_cache_default_is_an_integer_vllm_can_read(monkeypatch):
+    """vLLM reads VLLM_CPU_KVCACHE_SPACE with int(); the default once went out as "4.0" and every
+    server died at start-up (the tests set the variable themselves, which hid it)."""
+    import argparse
+
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    parser = argparse.ArgumentParser()
+    serve_bench.add_arguments(parser)
+    args = parser.parse_args(["--model", "m", "--out", "o"])
+    assert serve_bench._server_env(args.cpu_kv_cache_gib)["VLLM_CPU_KVCACHE_SPACE"] == "4"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "m", "--out", "o", "--cpu-kv-cache-gib", "1.5"])
 
 
 # ---------------------------------------------------------------- the real thing
