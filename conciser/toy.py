@@ -30,7 +30,7 @@ import hashlib
 import json
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Difficulty level -> number of steps k. Level 1 is easy, level 5 hard.
 LEVELS: dict[int, int] = {1: 2, 2: 3, 3: 4, 4: 5, 5: 6}

@@ -11,7 +11,6 @@ one injected request failure, and checks that no server process is left.
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
