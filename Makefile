@@ -37,6 +37,7 @@ test: $(TESTENV)
 
 lint: $(CORE)
 	$(BIN)/python -m compileall -q conciser rewards trainers eval bench tests
+	$(BIN)/ruff check conciser rewards trainers eval bench tests
 
 bench: $(TESTENV)
 	$(BIN)/python -m bench.run_all
