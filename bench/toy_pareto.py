@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -220,6 +221,7 @@ def _worker_loop(queue: str) -> None:
             spec = Spec(**json.loads(mine.read_text()))
             print(f"=== {spec.method} seed {spec.seed}", flush=True)
             rec = run_one(spec)
+            (Path(spec.out) / "spec.json").write_text(json.dumps(asdict(spec)))
             tmp = Path(spec.out) / "result.json.tmp"
             tmp.write_text(json.dumps(rec, indent=2))
             tmp.rename(Path(spec.out) / "result.json")
@@ -228,16 +230,38 @@ def _worker_loop(queue: str) -> None:
             return  # nothing left to claim
 
 
+def finished_run(spec: Spec) -> dict | None:
+    """The record of `spec`'s successful run in its folder, if one is there (written by this spec)."""
+    out = Path(spec.out)
+    try:
+        if json.loads((out / "spec.json").read_text()) != asdict(spec):
+            return None
+        rec = json.loads((out / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if "summary" in rec else None
+
+
 def run_specs(specs: list[Spec], jobs: int, queue: Path, timeout: float | None = None) -> list[dict]:
     """Run specs on `jobs` worker processes (a file queue under `queue`); results in spec order.
 
     A spec still running after `timeout` seconds gets its worker killed (and replaced) and an error.
+    A spec whose folder already holds its finished run (same spec, no error) is not run again, so a
+    run interrupted with `--keep DIR` resumes when the same command is given again.
     """
     todo, claimed = queue / "todo", queue / "claimed"
-    todo.mkdir(parents=True, exist_ok=True)
-    claimed.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(queue, ignore_errors=True)  # an interrupted run's claims are stale
+    todo.mkdir(parents=True)
+    claimed.mkdir(parents=True)
+    results: dict[int, dict] = {}
     for i, spec in enumerate(specs):
-        Path(spec.out).mkdir(parents=True, exist_ok=True)
+        out = Path(spec.out)
+        out.mkdir(parents=True, exist_ok=True)
+        if (done := finished_run(spec)) is not None:
+            results[i] = done
+            log(f"{spec.method} (seed {spec.seed}): finished earlier, reusing {out / 'result.json'}")
+            continue
+        (out / "result.json").unlink(missing_ok=True)  # or a stale one would be read as this run's
         (todo / f"{i:04d}.json").write_text(json.dumps(asdict(spec)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
@@ -250,9 +274,8 @@ def run_specs(specs: list[Spec], jobs: int, queue: Path, timeout: float | None =
                                 stdin=subprocess.DEVNULL, env=env)
         workers.append((proc, logf))
 
-    for _ in range(min(jobs, len(specs))):
+    for _ in range(min(jobs, len(specs) - len(results))):
         spawn()
-    results: dict[int, dict] = {}
     started: dict[int, float] = {}
     while len(results) < len(specs):
         time.sleep(0.5)
@@ -534,7 +557,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--jobs", type=int, default=None, help="runs at a time (default: the CPUs)")
     ap.add_argument("--model", default=None, help="base model (default: the cached toy base, built if missing)")
     ap.add_argument("--out", default=None, help="results folder (default bench/results)")
-    ap.add_argument("--keep", default=None, metavar="DIR", help="keep trained models and eval samples here")
+    ap.add_argument("--keep", default=None, metavar="DIR", help="keep trained models and eval samples here; the same "
+                                                                 "command with the same DIR resumes, reusing finished runs")
     ap.add_argument("--update", action="store_true", help="re-run only --methods and replace their runs in the "
                                                           "existing results (same seeds, steps, problems, base)")
     args = ap.parse_args(argv)

@@ -146,3 +146,23 @@ def test_toy_pareto_update_reruns_only_the_named_methods(tmp_path, monkeypatch, 
     with pytest.raises(FileNotFoundError, match="no results to update"):
         tp.run(True, methods=["kimi"], seeds=[0], steps=3, problems=20, model=model, out_dir=tmp_path / "none",
                update=True)
+
+
+def test_toy_pareto_runs_resume_from_kept_folders(tmp_path, tiny_toy_model):
+    """With a kept work folder, a finished run is reused, a stale result of another spec is not, and a
+    crashed run's queue claims do not confuse the next one (real worker processes, base evaluations)."""
+    from bench.toy_pareto import Spec, run_specs
+
+    a = Spec("base", 0, 0, 4, str(tiny_toy_model), str(tmp_path / "a"))
+    b = Spec("base", 1, 0, 4, str(tiny_toy_model), str(tmp_path / "b"))
+    first = run_specs([a], 1, tmp_path / "queue")
+    assert first[0]["summary"]["n_problems"] == 4
+    kept = (tmp_path / "a" / "result.json").stat().st_mtime_ns
+    (tmp_path / "queue" / "claimed" / "0001.999999.json").write_text("{}")   # a crashed run's claim
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "result.json").write_text(json.dumps({"method": "base", "seed": 1, "steps": 0,
+                                                            "summary": {"accuracy": 123.0}}))  # not b's own
+    both = run_specs([a, b], 2, tmp_path / "queue")
+    assert both[0] == first[0] and (tmp_path / "a" / "result.json").stat().st_mtime_ns == kept
+    assert both[1]["seed"] == 1 and both[1]["summary"]["accuracy"] != 123.0
+    assert both[1]["summary"]["n_problems"] == 4
