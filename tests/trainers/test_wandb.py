@@ -70,6 +70,10 @@ def test_offline_wandb_run_records_length_metrics(tiny_sft_toy_model, tmp_path, 
     files = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 1
     history = wait_for_history(files[0], "train/length/budget")
+    # If it fails, say what wandb's writer did (CI once found no history record at all).
+    logs = sorted(files[0].parent.glob("logs/debug-*.log"))
+    why = (f"run file {files[0].stat().st_size} bytes; " +
+           "; ".join(f"{f.name}: {f.read_text()[-1500:]}" for f in logs))
     for key in ("length/mean", "length/truncated_frac", "length/budget", "correct/frac", "advantage/abs_mean"):
-        assert f"train/{key}" in history, f"train/{key} not in {sorted(history)}"
+        assert f"train/{key}" in history, f"train/{key} not in {sorted(history)}; {why}"
     assert float(history["train/length/budget"]) == 48
