@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("conciser.trainers.train", "GRPO training from a recipe: conciser train RECIPE [key=value ...]"),
     "eval": ("conciser.eval.cli", "evaluate a model on benchmarks (accuracy and tokens)"),
     "demo": ("conciser.demo", "toy base -> GRPO with a length reward -> eval base vs trained"),
-    "toy-base": ("conciser.trainers.toy_sft_cli", "build (or locate) the cached toy overthinking base model"),
+    "toy-base": ("conciser.toy_base_cli", "build (or locate) the cached toy overthinking base model"),
     "recipes": ("conciser.recipes_cli", "list the bundled recipes"),
     "env": ("conciser.env", "print versions of the packages conciser depends on"),
     "merge": ("conciser.trainers.merge", "DLER update-selective merge: base + scale * top-k|delta| of a tuned model"),

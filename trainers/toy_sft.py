@@ -6,9 +6,8 @@ The model (about 0.6M parameters) learns the toy task (`conciser.toy`) from fres
 traces: the needed steps plus slips it fixes, redundant re-checks, filler and a final re-verification
 pass. The loss covers completion tokens only. Deterministic given the seed (single-threaded data,
 fixed torch seed); built on CPU in a few minutes and cached under `toy_base_dir()`, keyed by the
-config, so `make demo` and the tests reuse it. Never committed as a binary. `check_toy_base` measures
-the acceptance bar of a base: accuracy per level when sampling at temperature 1.0 with 6x the level's
-minimal length as budget, and mean length against the minimal one.
+config, so `make demo` and the tests reuse it. Never committed as a binary. `conciser toy-base --check`
+(`conciser/toy_base_cli.py`) measures the acceptance bar of a base with the eval harness.
 """
 
 from __future__ import annotations
@@ -237,28 +236,3 @@ def ensure_toy_base(cfg: ToyBaseConfig = ToyBaseConfig(), force: bool = False, p
         log.info("building the toy base model in %s", out)
         train_toy_base(out, cfg, progress=progress)
     return out
-
-
-def check_toy_base(model: Path, n: int = 400, out_dir: Path | None = None, progress: bool = True) -> dict[int, dict]:
-    """Per level: accuracy and mean tokens of `n` fresh problems sampled at temperature 1.0 (top-p 1) with a
-    budget of 6x the level's minimal length. Returns {level: {accuracy, mean_tokens, minimal_tokens,
-    tokens_over_minimal, truncated_frac}}; the runs (summary.json + samples.jsonl) go to `out_dir`."""
-    import tempfile
-
-    from conciser.eval.run import evaluate
-
-    out_dir = Path(out_dir or tempfile.mkdtemp(prefix="toy-base-check-"))
-    table = {}
-    for level, k in toy.LEVELS.items():
-        problems = toy.make_problems(n, seed=toy.EVAL_SEED + level, levels=(level,))
-        data = out_dir / f"level{level}.jsonl"
-        data.parent.mkdir(parents=True, exist_ok=True)
-        data.write_text("".join(json.dumps({"id": p.id, "problem": p.prompt, "answer": p.answer}) + "\n"
-                                for p in problems))
-        minimal = toy.minimal_tokens(k)
-        s = evaluate(str(model), str(data), out_dir=out_dir, template="plain", grader="toy", temperature=1.0,
-                     top_p=1.0, max_new_tokens=6 * minimal, seed=level, progress=progress, print_table=False,
-                     overwrite=True)
-        table[level] = {"accuracy": s["accuracy"], "mean_tokens": s["mean_tokens"], "minimal_tokens": minimal,
-                        "tokens_over_minimal": s["mean_tokens"] / minimal, "truncated_frac": s["truncation_rate"]}
-    return table

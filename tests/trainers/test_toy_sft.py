@@ -9,7 +9,8 @@ import random
 import pytest
 
 from conciser import toy
-from conciser.trainers.toy_sft import ToyBaseConfig, _batches, check_toy_base
+from conciser.toy_base_cli import check_toy_base
+from conciser.trainers.toy_sft import ToyBaseConfig, _batches
 
 
 @pytest.fixture(scope="module")
