@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,8 +21,10 @@ from typing import Any
 
 import yaml
 
+from conciser.errors import UserError, did_you_mean
 
-class RecipeError(ValueError):
+
+class RecipeError(UserError):
     """A recipe is invalid. The message names the field, says why, and says what to set instead."""
 
 
@@ -179,7 +180,7 @@ class Recipe:
         except TypeError as exc:
             bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
             valid = [f.name for f in dataclasses.fields(GRPOConfig)]
-            raise RecipeError(f"trainer.{bad}: not a trl.GRPOConfig field{_suggest(bad, valid)}") from None
+            raise RecipeError(f"trainer.{bad}: not a trl.GRPOConfig field{did_you_mean(bad, valid)}") from None
         except ValueError as exc:
             raise RecipeError(f"trainer: trl.GRPOConfig rejected the block: {exc}") from None
 
@@ -189,11 +190,6 @@ BLOCKS: dict[str, type] = {
     "sampling": SamplingConfig, "budget": BudgetConfig, "eval": EvalConfig,
 }
 FREE_FORM = {"trainer"}  # validated by trl.GRPOConfig instead
-
-
-def _suggest(key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(sorted(valid))}"
 
 
 def resolve_recipe_path(name_or_path: str | Path) -> Path:
@@ -265,7 +261,7 @@ def _build_block(name: str, cls: type, raw: Any) -> Any:
     valid = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
         if key not in valid:
-            raise RecipeError(f"{name}.{key}: unknown key{_suggest(key, valid)}")
+            raise RecipeError(f"{name}.{key}: unknown key{did_you_mean(key, valid)}")
     return cls(**raw)
 
 
@@ -277,7 +273,7 @@ def recipe_from_dict(raw: dict[str, Any], source: str | None = None) -> Recipe:
     valid_blocks = [*BLOCKS, *FREE_FORM]
     for key in raw:
         if key not in valid_blocks:
-            raise RecipeError(f"{key}: unknown recipe block{_suggest(key, valid_blocks)}")
+            raise RecipeError(f"{key}: unknown recipe block{did_you_mean(key, valid_blocks)}")
     blocks = {name: _build_block(name, cls, raw.get(name)) for name, cls in BLOCKS.items()}
     trainer = raw.get("trainer") or {}
     if not isinstance(trainer, dict):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import difflib
 import shlex
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from conciser.errors import UserError, did_you_mean
 from conciser.launch import launch_info, resolve_accelerate_config, summary_line
 
 
@@ -73,9 +73,7 @@ def load_site(path: str | Path | None) -> Site:
     valid = [f.name for f in dataclasses.fields(Site)]
     for key in raw:
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-            hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(valid)}"
-            raise ValueError(f"{p}: unknown site key '{key}'; {hint}")
+            raise UserError(f"{p}: unknown site key '{key}'{did_you_mean(key, valid)}")
     for key in ("extra_sbatch", "modules", "setup"):
         if raw.get(key) is not None and not isinstance(raw[key], list):
             raise ValueError(f"{p}: '{key}' must be a list of strings")
@@ -153,7 +151,7 @@ echo "conciser: $CONCISER_TRAIN_NODES training node(s) x $CONCISER_PROCESSES_PER
   "($CONCISER_PROMPTS_PER_STEP prompts) per optimizer step; rendezvous $MASTER_ADDR:$MASTER_PORT; vLLM: $CONCISER_VLLM_MODE"
 
 VLLM_PID=""
-# shellcheck disable=SC2317  # called by the EXIT trap
+# shellcheck disable=SC2317,SC2329  # called by the EXIT trap (SC2329 since shellcheck 0.11)
 cleanup() {
   if [[ -n "$VLLM_PID" ]]; then
     kill "$VLLM_PID" 2>/dev/null || true
