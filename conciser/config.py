@@ -32,7 +32,8 @@ class RecipeError(UserError):
 class ModelConfig:
     """The policy to train.
 
-    name_or_path: a local model folder, a hub id, or `toy` for the cached toy base (built if missing).
+    name_or_path: a local model folder, a hub id, or a toy task name (`toy`, `toy-chain`, `toy-scan`)
+        for that task's cached toy base (built if missing).
     dtype: `float32` | `bfloat16` | `float16` | `auto`.
     """
 
@@ -44,7 +45,8 @@ class ModelConfig:
 class DataConfig:
     """Training prompts.
 
-    dataset: `toy` (generated toy problems), a local `.jsonl` file, or a datasets-hub id.
+    dataset: a toy task name (`toy`, `toy-chain`, `toy-scan`: generated problems), a local `.jsonl`
+        file, or a datasets-hub id.
     split: split to use for hub datasets.
     n_train: number of toy problems to generate (toy only).
     seed: seed of the toy training problems (they never overlap the held-out toy benchmark).

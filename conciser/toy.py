@@ -32,6 +32,30 @@ import random
 import re
 from dataclasses import dataclass
 
+from conciser.errors import UserError, did_you_mean
+
+NAME = "toy-chain"
+# Toy task names (for data.dataset, model.name_or_path, --benchmark, `conciser toy-base --task`):
+# `toy` is the default task, today the chained sums of this module; `toy-scan` is conciser.toy_scan.
+TASKS = ("toy", "toy-chain", "toy-scan")
+
+
+def task(name: str):
+    """The module of the toy task called `name` (see TASKS). Each has the same interface: LEVELS,
+    DEFAULT_MAX_COMPLETION, EVAL_SEED, Verbosity, make_problem(s), eval_problems, train_problems,
+    minimal_trace, verbose_trace, build_tokenizer; its problems have id, level, prompt, answer,
+    minimal_tokens and to_row()."""
+    if name in ("toy", "toy-chain"):
+        import sys
+
+        return sys.modules[__name__]
+    if name == "toy-scan":
+        from conciser import toy_scan
+
+        return toy_scan
+    raise UserError(f"unknown toy task {name!r}{did_you_mean(name, TASKS)}")
+
+
 # Difficulty level -> number of steps k. Level 1 is easy, level 5 hard.
 LEVELS: dict[int, int] = {1: 2, 2: 3, 3: 4, 4: 5, 5: 6}
 NAMES = "abcdefghijkl"
@@ -86,14 +110,17 @@ def make_problem(rng: random.Random, level: int) -> ToyProblem:
     return ToyProblem(pid, level, start, operands, str(answer), minimal_tokens(k))
 
 
-def make_problems(n: int, seed: int, levels: tuple[int, ...] = tuple(LEVELS), exclude: set[str] = frozenset()) -> list[ToyProblem]:
-    """n distinct problems, levels cycled evenly, none of whose ids is in `exclude`."""
+def make_problems(n: int, seed: int, levels: tuple[int, ...] = tuple(LEVELS), exclude: set[str] = frozenset(),
+                  make=None) -> list[ToyProblem]:
+    """n distinct problems, levels cycled evenly, none of whose ids is in `exclude`. `make(rng, level)`
+    draws one problem (default: this task's `make_problem`; other toy tasks pass theirs)."""
+    make = make or make_problem
     rng = random.Random(seed)
     out: list[ToyProblem] = []
     seen = set(exclude)
     i = 0
     while len(out) < n:
-        p = make_problem(rng, levels[i % len(levels)])
+        p = make(rng, levels[i % len(levels)])
         i += 1
         if p.id in seen:
             if i > 100 * n + 1000:
@@ -208,14 +235,13 @@ def _tokenizer_corpus() -> list[str]:
         for _ in range(60):
             p = make_problem(rng, level)
             texts += [p.prompt, verbose_trace(p, rng, Verbosity(p_shortcut=0.5)), minimal_trace(p)]
-    # Added tokens are split out before BPE at encode time, so train on the pieces between them.
-    pieces = re.split("|".join(re.escape(t) for t in SPECIAL_TOKENS + THINK_TOKENS), "\n".join(texts))
-    return [piece for piece in pieces if piece]
+    return texts
 
 
-def build_tokenizer():
+def build_tokenizer(texts: list[str] | None = None):
     """The toy tokenizer: a byte-level BPE (Qwen2's pre-tokenizer) in which every toy word, digit
-    and symbol is one token, plus the chat template. Built locally and deterministically.
+    and symbol is one token, plus the chat template. Built locally and deterministically from
+    `texts` (default: this task's prompts and traces; another toy task passes its own).
 
     It is a `Qwen2Tokenizer`, because transformers 5 loads any `qwen2` model's tokenizer through
     that class (`AutoTokenizer`, and so vLLM); a different tokenizer class would be silently
@@ -233,7 +259,10 @@ def build_tokenizer():
     trainer = trainers.BpeTrainer(vocab_size=2000, min_frequency=1, show_progress=False,
                                   special_tokens=SPECIAL_TOKENS + THINK_TOKENS,
                                   initial_alphabet=pt.ByteLevel.alphabet())
-    bpe.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    # Added tokens are split out before BPE at encode time, so train on the pieces between them.
+    texts = _tokenizer_corpus() if texts is None else texts
+    pieces = re.split("|".join(re.escape(t) for t in SPECIAL_TOKENS + THINK_TOKENS), "\n".join(texts))
+    bpe.train_from_iterator([piece for piece in pieces if piece], trainer=trainer)
     state = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
     tok = Qwen2Tokenizer(vocab=state["vocab"], merges=merges, unk_token=None, eos_token=EOS,

@@ -2,6 +2,7 @@
 
     load_benchmark("math500")                                  # bundled (eval/data/math500.jsonl)
     load_benchmark("toy")                                      # conciser.toy.eval_problems(250)
+    load_benchmark("toy-scan")                                  # another toy task (conciser.toy.TASKS)
     load_benchmark("my_set.jsonl", columns={"question": "prompt", "answer": "gold"})
     load_benchmark("hf:owner/name", split="test", columns={...})   # datasets.load_dataset: the hub, its
                                                                # cache, or a local dataset folder
@@ -72,22 +73,29 @@ BUNDLED: dict[str, _Bundled] = {
 TOY_PROBLEMS = 250
 
 
-def known_benchmarks() -> list[str]:
-    return ["toy", *BUNDLED]
-
-
-def _toy() -> Benchmark:
+def _toy_tasks() -> tuple[str, ...]:
     from conciser import toy
 
+    return toy.TASKS
+
+
+def known_benchmarks() -> list[str]:
+    return [*_toy_tasks(), *BUNDLED]
+
+
+def _toy(name: str = "toy") -> Benchmark:
+    from conciser import toy
+
+    task = toy.task(name)
     problems = [
-        Problem(id=p.id, question=p.prompt, answer=p.answer, solution=toy.minimal_trace(p),
+        Problem(id=p.id, question=p.prompt, answer=p.answer, solution=task.minimal_trace(p),
                 meta={"level": p.level, "minimal_tokens": p.minimal_tokens})
-        for p in toy.eval_problems(TOY_PROBLEMS)
+        for p in task.eval_problems(TOY_PROBLEMS)
     ]
     return Benchmark(
-        name="toy", problems=problems, grader="toy", template=PLAIN_TEMPLATE,
-        max_new_tokens=toy.DEFAULT_MAX_COMPLETION,
-        source=f"conciser.toy.eval_problems({TOY_PROBLEMS}) (seed {toy.EVAL_SEED})",
+        name=name, problems=problems, grader="toy", template=PLAIN_TEMPLATE,
+        max_new_tokens=task.DEFAULT_MAX_COMPLETION,
+        source=f"{task.__name__}.eval_problems({TOY_PROBLEMS}) (seed {task.EVAL_SEED})",
         # The toy vocabulary has no "Final Answer" words: its probe closes thinking and opens the box,
         # written exactly as the toy's own traces write it.
         **_toy_probe(problems[0], toy),
@@ -157,7 +165,7 @@ def load_benchmark(
     template: str | None = None,
     max_new_tokens: int | None = None,
 ) -> Benchmark:
-    """Resolve `spec`: a bundled name, "toy", a local .jsonl/.json file, or "hf:<dataset id>".
+    """Resolve `spec`: a bundled name, a toy task ("toy", "toy-scan", ...), a local .jsonl/.json file, or "hf:<dataset id>".
 
     `columns` maps the roles question/answer/id/solution to column names (defaults: problem, answer,
     id, solution). `template` is a format string with {problem} or a key of TEMPLATES ("r1", "plain").
@@ -166,8 +174,8 @@ def load_benchmark(
     bad = set(columns) - {"question", "answer", "id", "solution"}
     if bad:
         raise ValueError(f"unknown column role(s) {sorted(bad)}; the roles are question, answer, id, solution")
-    if spec == "toy":
-        bench = _toy()
+    if spec in _toy_tasks():
+        bench = _toy(spec)
     elif spec in BUNDLED:
         b = BUNDLED[spec]
         bench = Benchmark(name=spec, problems=_rows_to_problems(read_jsonl(DATA_DIR / b.file), name=spec, columns={}),

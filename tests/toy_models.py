@@ -1,8 +1,8 @@
 """Tiny toy models for tests, importable by name (`from toy_models import save_random_toy_model`)."""
 
 
-def save_random_toy_model(path, seed: int = 0, **overrides):
-    """A random-init toy model + toy tokenizer saved to `path` (seconds, no training)."""
+def save_random_toy_model(path, seed: int = 0, task: str = "toy", **overrides):
+    """A random-init toy model + the tokenizer of toy task `task` saved to `path` (seconds, no training)."""
     import dataclasses
 
     import torch
@@ -12,7 +12,7 @@ def save_random_toy_model(path, seed: int = 0, **overrides):
 
     cfg = dataclasses.replace(ToyBaseConfig(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
                                             intermediate_size=128, seed=seed), **overrides)
-    tokenizer = toy.build_tokenizer()
+    tokenizer = toy.task(task).build_tokenizer()
     torch.manual_seed(seed)
     model = build_model(cfg, tokenizer)
     model.save_pretrained(path)

@@ -44,12 +44,12 @@ def _normalise(rows: list[dict], cfg: DataConfig, source: str) -> list[dict]:
 
 def load_rows(cfg: DataConfig) -> list[dict]:
     """The validated training rows for `cfg` (no model needed)."""
-    if cfg.dataset == "toy":
-        return [p.to_row() for p in toy.train_problems(cfg.n_train, seed=cfg.seed)]
+    if cfg.dataset in toy.TASKS:
+        return [p.to_row() for p in toy.task(cfg.dataset).train_problems(cfg.n_train, seed=cfg.seed)]
     path = Path(cfg.dataset)
     if path.suffix == ".jsonl":
         if not path.is_file():
-            raise FileNotFoundError(f"data.dataset: no such file '{path}' (give a .jsonl path, a hub id, or 'toy')")
+            raise FileNotFoundError(f"data.dataset: no such file '{path}' (give a .jsonl path, a hub id, or a toy task: {', '.join(toy.TASKS)})")
         rows = []
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if line.strip():

@@ -22,8 +22,9 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from conciser import toy
+from conciser import toy, toy_scan
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,45 @@ class ToyBaseConfig:
     seed: int = 0
     verbosity: toy.Verbosity = field(default_factory=toy.Verbosity)
 
+    task: ClassVar[str] = "toy-chain"        # the toy task (conciser.toy.task); not a field, so not in the key
+    easy_levels: ClassVar[tuple[int, ...]] = (1, 2)   # the levels of the first `easy_steps` steps
+    _version: ClassVar[str] = "v10"          # bump to invalidate cached bases of this task
+    _cache_prefix: ClassVar[str] = "toy-base"
+
     def key(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + "v10"
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True) + self._version
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class ScanBaseConfig(ToyBaseConfig):
+    """The `toy-scan` base (conciser/toy_scan.py): two layers, fp32, and a curriculum of short scans first."""
+
+    num_layers: int = 2
+    # bf16 autocast is ~8x slower than fp32 on CPUs without native bf16 (AVX2 only, as ours now)
+    bf16: bool = False
+    verbosity: toy_scan.Verbosity = field(default_factory=toy_scan.Verbosity)
+
+    task: ClassVar[str] = "toy-scan"
+    easy_levels: ClassVar[tuple[int, ...]] = (0, 1)   # 0: toy_scan.WARMUP_LEVEL, scans of 3 operands
+    _version: ClassVar[str] = "scan-v1"
+    _cache_prefix: ClassVar[str] = "toy-scan-base"
+
+
+# The base of each toy task, by task name (`conciser toy-base --task NAME`, model.name_or_path: NAME).
+BASE_CONFIGS: dict[str, type[ToyBaseConfig]] = {"toy": ToyBaseConfig, "toy-chain": ToyBaseConfig, "toy-scan": ScanBaseConfig}
+
+
+def base_config(task: str) -> ToyBaseConfig:
+    """The default base config of toy task `task`."""
+    toy.task(task)  # unknown names fail here, with the list of tasks
+    return BASE_CONFIGS[task]()
 
 
 def toy_base_dir(cfg: ToyBaseConfig = ToyBaseConfig()) -> Path:
     """Where the toy base for `cfg` is cached ($CONCISER_CACHE, default ~/.cache/conciser)."""
     root = Path(os.environ.get("CONCISER_CACHE", Path.home() / ".cache" / "conciser"))
-    return root / f"toy-base-{cfg.key()}"
+    return root / f"{cfg._cache_prefix}-{cfg.key()}"
 
 
 def build_model(cfg: ToyBaseConfig, tokenizer):
@@ -77,12 +108,12 @@ def build_model(cfg: ToyBaseConfig, tokenizer):
     model = Qwen2ForCausalLM(mcfg)
     model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=toy.DEFAULT_MAX_COMPLETION,
+        do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=toy.task(cfg.task).DEFAULT_MAX_COMPLETION,
     )
     return model
 
 
-def _encode_example(tokenizer, problem: toy.ToyProblem, completion: str) -> tuple[list[int], int]:
+def _encode_example(tokenizer, problem, completion: str) -> tuple[list[int], int]:
     prompt = tokenizer.apply_chat_template(problem.to_row()["prompt"], tokenize=False, add_generation_prompt=True)
     p_ids = tokenizer(prompt, add_special_tokens=False).input_ids
     c_ids = tokenizer(completion, add_special_tokens=False).input_ids
@@ -101,10 +132,11 @@ def _batches(tokenizer, rng: random.Random, cfg: ToyBaseConfig, level: int, mini
     traces, which holds the shortcut guesses, and the base would learn to guess)."""
     import torch
 
+    task = toy.task(cfg.task)
     seqs = []
     for _ in range(cfg.batch_size * n):
-        p = toy.make_problem(rng, level)
-        text = toy.minimal_trace(p) if minimal else toy.verbose_trace(p, rng, cfg.verbosity)
+        p = task.make_problem(rng, level)
+        text = task.minimal_trace(p) if minimal else task.verbose_trace(p, rng, cfg.verbosity)
         seqs.append(_encode_example(tokenizer, p, text))
     if n > 1:
         seqs.sort(key=lambda s: len(s[0]))
@@ -125,27 +157,40 @@ def _batches(tokenizer, rng: random.Random, cfg: ToyBaseConfig, level: int, mini
 
 
 def result_digit_accuracy(model, tokenizer, cfg: ToyBaseConfig, n: int = 16) -> float:
-    """Teacher-forced accuracy of the step results ("b:1+9=[0]") on fresh verbose traces of every
-    level: a cheap check that the base learned the steps, without sampling."""
+    """Teacher-forced accuracy of the step results on fresh verbose traces of every level ("b9:1=[0]"
+    in toy-chain; that and the stop decision "c0:0[ stop]" in toy-scan): a cheap check that the base learned the steps, without sampling."""
     import torch
 
     rng = random.Random(12345)
-    eq = tokenizer.convert_tokens_to_ids("=")
+    task = toy.task(cfg.task)
+    if cfg.task == "toy-scan":  # no slips or hint answers to mask out: every step's result is right
+        cfg = dataclasses.replace(cfg, verbosity=dataclasses.replace(cfg.verbosity, p_slip=0.0, p_hint=0.0))
     right = total = 0
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for level in toy.LEVELS:
+        for level in task.LEVELS:
             ids, mask, labels, _ = _batches(tokenizer, rng, dataclasses.replace(cfg, batch_size=n), level)[0]
             pred = model(input_ids=ids, attention_mask=mask).logits.argmax(-1)
-            # position t predicts token t+1: the result follows "=" in the completion.
-            at = (ids[:, :-1] == eq) & (labels[:, 1:] != -100)
-            slips = _slip_mask(tokenizer, ids)
-            keep = at & ~slips[:, 1:]
+            # position t predicts token t+1, a step result
+            keep = _result_positions(tokenizer, ids, labels, cfg.task)
             right += (pred[:, :-1][keep] == ids[:, 1:][keep]).sum().item()
             total += keep.sum().item()
     model.train(was_training)
     return right / max(total, 1)
+
+
+def _result_positions(tokenizer, ids, labels, task: str):
+    """Positions t (of ids[:, :-1]) whose next token is a step result in the completion."""
+    import torch
+
+    in_completion = labels[:, 1:] != -100
+    at = (ids[:, :-1] == tokenizer.convert_tokens_to_ids("=")) & in_completion  # "b9:1=[0]"
+    if task == "toy-scan":
+        # and the stop decision after the total: "b9:1[=]" or "c0:0[ stop]"
+        prev = torch.cat([torch.full_like(ids[:, :1], -1), ids[:, :-2]], dim=1)
+        return at | ((prev == tokenizer.convert_tokens_to_ids(":")) & in_completion)
+    return at & ~_slip_mask(tokenizer, ids)[:, 1:]
 
 
 def _slip_mask(tokenizer, ids):
@@ -172,7 +217,8 @@ def train_toy_base(out: Path, cfg: ToyBaseConfig = ToyBaseConfig(), progress: bo
     from tqdm.auto import tqdm
 
     torch.manual_seed(cfg.seed)
-    tokenizer = toy.build_tokenizer()
+    task = toy.task(cfg.task)
+    tokenizer = task.build_tokenizer()
     model = build_model(cfg, tokenizer)
     # eager attention trains ~10% faster than SDPA's CPU kernels at this size; not saved with the model
     model.set_attn_implementation("eager")
@@ -189,13 +235,13 @@ def train_toy_base(out: Path, cfg: ToyBaseConfig = ToyBaseConfig(), progress: bo
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     rng = random.Random(cfg.seed)
-    levels = list(toy.LEVELS)
+    levels = list(task.LEVELS)
     queues: dict[tuple[int, bool], list] = {}
     model.train()
     t0 = time.time()
     bar = tqdm(range(cfg.steps), desc="toy base SFT", disable=not progress)
     for step in bar:
-        pool = levels[:2] if step < cfg.easy_steps else levels
+        pool = cfg.easy_levels if step < cfg.easy_steps else levels
         which = (pool[step % len(pool)], step < cfg.minimal_steps)
         if not queues.get(which):
             queues[which] = _batches(tokenizer, rng, cfg, *which, n=cfg.bucket)
@@ -220,7 +266,7 @@ def train_toy_base(out: Path, cfg: ToyBaseConfig = ToyBaseConfig(), progress: bo
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "toy_base.json").write_text(json.dumps(
-        {"config": dataclasses.asdict(cfg), "parameters": n_params, "build_seconds": round(time.time() - t0, 1),
+        {"task": cfg.task, "config": dataclasses.asdict(cfg), "parameters": n_params, "build_seconds": round(time.time() - t0, 1),
          "final_loss": round(loss.item(), 4), "result_digit_accuracy": round(digit_acc, 4)}, indent=2))
     if out.exists():
         import shutil

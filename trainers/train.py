@@ -33,10 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    if name_or_path == "toy":
-        from conciser.trainers.toy_sft import ensure_toy_base
+    """A toy task name (`toy`, `toy-chain`, `toy-scan`) means that task's cached base, built if missing."""
+    from conciser import toy
 
-        return str(ensure_toy_base())
+    if name_or_path in toy.TASKS:
+        from conciser.trainers.toy_sft import base_config, ensure_toy_base
+
+        return str(ensure_toy_base(base_config(name_or_path)))
     return name_or_path
 
 

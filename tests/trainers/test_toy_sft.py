@@ -47,3 +47,72 @@ def test_check_reports_every_level_at_six_times_minimal(tiny_toy_model, tmp_path
         assert summary["temperature"] == 1.0
         # a random model rarely stops, so it runs into the 6x budget and no further
         assert summary["max_tokens_seen"] <= 6 * row["minimal_tokens"]
+
+
+# ---------------------------------------------------------------- toy-scan base
+
+
+def test_each_task_has_its_own_base_and_cache_folder():
+    from conciser.errors import UserError
+    from conciser.trainers.toy_sft import ScanBaseConfig, base_config, toy_base_dir
+
+    assert type(base_config("toy")) is type(base_config("toy-chain")) is ToyBaseConfig
+    scan = base_config("toy-scan")
+    assert isinstance(scan, ScanBaseConfig) and scan.task == "toy-scan" and ToyBaseConfig.task == "toy-chain"
+    assert toy_base_dir(scan).name.startswith("toy-scan-base-") and toy_base_dir(ToyBaseConfig()).name.startswith("toy-base-")
+    assert scan.key() != ToyBaseConfig().key()
+    assert "task" not in dataclasses.asdict(ToyBaseConfig())  # the chain base keeps its cache key
+    with pytest.raises(UserError, match="toy-scan"):
+        base_config("toy-scans")
+
+
+def test_scan_base_sft_smoke(tmp_path):
+    from transformers import AutoTokenizer
+
+    from conciser import toy_scan
+    from conciser.trainers.toy_sft import ScanBaseConfig, train_toy_base
+
+    cfg = ScanBaseConfig(hidden_size=32, num_heads=2, num_kv_heads=1, intermediate_size=64, steps=6, batch_size=4,
+                        easy_steps=2, minimal_steps=4, warmup=2, bucket=2)
+    out = train_toy_base(tmp_path / "scan", cfg, progress=False)
+    meta = json.loads((out / "toy_base.json").read_text())
+    assert meta["task"] == "toy-scan" and meta["config"]["num_layers"] == 2
+    assert 0.0 <= meta["result_digit_accuracy"] <= 1.0 and meta["final_loss"] > 0
+    p = toy_scan.make_problems(1, seed=0)[0]
+    assert AutoTokenizer.from_pretrained(out)(p.prompt).input_ids == toy_scan.build_tokenizer()(p.prompt).input_ids
+
+
+def test_scan_step_probe_reads_every_result_and_stop_decision():
+    from conciser import toy_scan
+    from conciser.trainers.toy_sft import ScanBaseConfig, _result_positions
+
+    scan_tok = toy_scan.build_tokenizer()
+    plain = toy_scan.Verbosity(p_slip=0.0, p_check=0.0, p_filler=0.0, p_final_pass=0.0, p_opening=0.0, p_hint=0.0)
+    ids, _, labels, _ = _batches(scan_tok, random.Random(0), ScanBaseConfig(batch_size=8, verbosity=plain), level=3)[0]
+    keep = _result_positions(scan_tok, ids, labels, "toy-scan")
+    # plain traces are minimal ones, 7h + 6 tokens: h - 1 results and h stop decisions
+    stops = [(n - 6) // 7 for n in (labels != -100).sum(1).tolist()]
+    assert keep.sum(1).tolist() == [2 * h - 1 for h in stops]
+    nxt = scan_tok.convert_ids_to_tokens(ids[:, 1:][keep].tolist())
+    assert set(nxt) <= set("0123456789") | {"=", "Ġstop"} and nxt.count("Ġstop") == len(stops)
+
+
+def test_scan_check_measures_every_property(tmp_path):
+    from toy_models import save_random_toy_model
+
+    from conciser import toy_scan
+    from conciser.toy_scan_check import properties
+
+    model = save_random_toy_model(tmp_path / "m", task="toy-scan")
+    table = check_toy_base(model, n=2, out_dir=tmp_path / "check", progress=False, task="toy-scan")
+    assert sorted(table) == list(toy_scan.LEVELS)
+    props = properties(model, n=10, out_dir=tmp_path / "check", budgets=(4, 8), ample=table)
+    p1 = props["P1_length_spread"]["levels"]
+    assert all(r["cv"] > 0 and r["predictor_over_level_mean"] > 0 for r in p1.values())
+    curve = props["P2_budget_curve"]
+    assert curve["budgets"] == [4, 8] and set(curve["by_level"]) == set(toy_scan.LEVELS)
+    assert all(0.0 <= a <= 1.0 for a in curve["accuracy"].values())
+    p3 = props["P3_hint"]
+    assert p3["minimal_exact"] == p3["minimal_correct"] == p3["problems"] == 10 * len(toy_scan.LEVELS)
+    assert 0.0 <= p3["model_taking_hint"]["accuracy"] <= 1.0
+    assert props["P4_overthinking"]["cap"] == toy_scan.DEFAULT_MAX_COMPLETION
