@@ -1,4 +1,6 @@
-"""The toy task: chained modular addition, solved step by step, with verbose "overthinking" traces.
+"""The toy task `toy-chain` (what `toy` means today): chained modular addition, solved step by step,
+with verbose "overthinking" traces. Also the registry of toy tasks (`TASKS`, `task(name)`) and the
+toy tokenizer builder they share; the second task, `toy-scan`, is conciser/toy_scan.py.
 
 A problem is a start digit and k named operands; the answer is the running sum mod 10:
 
