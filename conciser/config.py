@@ -74,7 +74,8 @@ class DataConfig:
 
 @dataclass
 class RewardsConfig:
-    """The method's reward: a name from `conciser.rewards.REWARDS` and that reward's own config."""
+    """The method's reward: a name from `conciser.rewards.REWARDS`, or a dotted path to your own
+    `LengthReward` subclass (`my_pkg.my_module:MyReward`), and that reward's own config (`params`)."""
 
     method: str = "laser"
     params: dict[str, Any] = field(default_factory=dict)
@@ -87,7 +88,8 @@ class AdvantageConfig:
 
     estimator: `group` (GRPO: TRL's own group normalisation, `trainer.scale_rewards` applies),
         `batch` (DLER / REINFORCE++-baseline: group-mean subtraction, then whitening over the whole
-        gathered batch), or `drpo` (DRPO's decoupled objective and loss; needs `rewards.method: drpo`).
+        gathered batch), `drpo` (DRPO's decoupled objective and loss; needs `rewards.method: drpo`), or
+        a dotted path to your own `conciser.trainers.advantages.Estimator` subclass.
     params: the estimator's options; `batch`: `token_weighted` (false: per-sequence statistics as in
         the DLER paper; true: over response tokens as in verl), `eps` (1e-8). `group`, `drpo`: none
         (DRPO's lambda, tau, delta, beta are `rewards.params`).
@@ -108,10 +110,11 @@ class SamplingConfig:
         on the groups kept so far, topped up with the last generation batch's dropped groups, as
         without dynamic sampling; logged as `sampling/filled_group_frac`). `fill` suits a policy that
         has solved most of its prompts and would otherwise stop the run.
-    metric: what "all equal" looks at: `auto` (the reward's `sampling_scores` when it defines them,
-        e.g. DLER's unmodified score, else the reward), `reward`, or `correct` (solved 0/1).
+    metric: what "all equal" looks at: `auto` (the reward's `sampling_scores`: the reward itself unless
+        the method filters on something else, e.g. DLER's unmodified score), `reward`, or `correct`
+        (solved 0/1).
     keep_all_correct: keep groups whose completions are all solved even when their scores are equal
-        (ConciseR stage 2); None = the method's rule (true for `concise_r`, else false).
+        (ConciseR stage 2); None = the reward's `keep_all_correct` (true for `concise_r`).
     monitor_prompts: size of the fixed monitor set LASER-D/DE sample (K = num_generations each) when
         their `coverage_source` is `monitor` (the paper's 500; the toy needs far fewer).
     """
@@ -144,8 +147,14 @@ class BudgetConfig:
 
 
 @dataclass
-class EvalConfig:
-    """Evaluation run after training by `conciser train --eval` and by the demo."""
+class EvalBlock:
+    """The recipe's evaluation settings: what `conciser slurm render|submit --with-eval` evaluates the
+    trained model on (`conciser eval`'s options of the same names, `conciser.eval.run.EvalConfig`).
+
+    benchmarks: benchmark names (`conciser eval --benchmarks`).
+    n: samples per problem.
+    max_new_tokens / temperature: None = the benchmark's (or the eval harness's) default.
+    """
 
     benchmarks: list[str] = field(default_factory=lambda: ["toy"])
     n: int = 1
@@ -162,7 +171,7 @@ class Recipe:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     trainer: dict[str, Any] = field(default_factory=dict)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: EvalBlock = field(default_factory=EvalBlock)
     source: str | None = None  # where the recipe was read from (not a YAML key)
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,7 +196,7 @@ class Recipe:
 
 BLOCKS: dict[str, type] = {
     "model": ModelConfig, "data": DataConfig, "rewards": RewardsConfig, "advantage": AdvantageConfig,
-    "sampling": SamplingConfig, "budget": BudgetConfig, "eval": EvalConfig,
+    "sampling": SamplingConfig, "budget": BudgetConfig, "eval": EvalBlock,
 }
 FREE_FORM = {"trainer"}  # validated by trl.GRPOConfig instead
 
@@ -285,13 +294,20 @@ def recipe_from_dict(raw: dict[str, Any], source: str | None = None) -> Recipe:
 
 def validate(recipe: Recipe) -> None:
     """Checks that need the registries; all cheap, none loads a model."""
+    from conciser.plugins import is_dotted_path, load_class
     from conciser.rewards import build_reward
     from conciser.rewards.grading import GRADERS
 
     try:
         build_reward(recipe.rewards.method, **recipe.rewards.params)
     except (ValueError, TypeError) as exc:
-        raise RecipeError(f"rewards: {exc}") from None
+        message = str(exc)
+        raise RecipeError(message if message.startswith("rewards.") else f"rewards: {message}") from None
+    if is_dotted_path(recipe.advantage.estimator):  # importable now; the trainer checks the class itself
+        try:
+            load_class(recipe.advantage.estimator, object, "advantage.estimator")
+        except ValueError as exc:
+            raise RecipeError(str(exc)) from None
     if recipe.data.grader not in GRADERS:
         raise RecipeError(f"data.grader: unknown grader '{recipe.data.grader}'; valid: {', '.join(sorted(GRADERS))}")
     if recipe.sampling.max_gen_batches < 1:

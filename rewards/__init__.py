@@ -33,15 +33,22 @@ Add your own length reward
 
    A stateful reward also sets ``stateful = True`` and overrides ``observe(batch)``,
    ``_state()`` (extra JSON fields) and ``_load_state(d)``.
-2. One registry line below: ``"my_reward": MyReward,``.
+2. One registry line below: ``"my_reward": MyReward,`` -- or none at all: a recipe can name a reward
+   that lives in your own package by dotted path, ``rewards.method: my_pkg.my_module:MyReward``.
 3. One test file, ``tests/rewards/test_my_reward.py``: a table of hand-computed cases.
 4. One recipe, ``recipes/toy/my_reward.yaml``, naming it under ``rewards:``.
+
+What else a reward can ask of the trainer (texts, token ids, think/answer lengths and entropies,
+budgets, cuts, its own dynamic-sampling scores, metrics to log) is declared, with defaults, on
+``LengthReward`` (``rewards/base.py``); override what you use. No trainer file changes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from conciser.plugins import is_dotted_path, load_class
 from conciser.rewards.base import LengthReward
 from conciser.rewards.batch import RolloutBatch
 from conciser.rewards.concise_r import ConciseR
@@ -86,11 +93,23 @@ REWARDS: dict[str, type[LengthReward]] = {
 }
 
 
-def build_reward(name: str, **config: Any) -> LengthReward:
-    """The reward registered as ``name``, configured with ``config`` (its Config fields)."""
+def reward_class(name: str) -> type[LengthReward]:
+    """The reward class registered as ``name``, or named by dotted path (``my_pkg.mod:MyReward``)."""
+    if is_dotted_path(name):
+        cls = load_class(name, LengthReward, "rewards.method")
+        if not dataclasses.is_dataclass(cls.Config):
+            raise ValueError(f"rewards.method: {name!r} has no Config dataclass; give it a nested "
+                             f"@dataclass(frozen=True) class Config (empty if it takes no options)")
+        return cls
     if name not in REWARDS:
-        raise ValueError(f"unknown length reward {name!r}; valid names: {sorted(REWARDS)}")
-    return REWARDS[name](**config)
+        raise ValueError(f"unknown length reward {name!r}; valid names: {sorted(REWARDS)}, or a dotted path "
+                         f"'package.module:ClassName' to your own LengthReward subclass")
+    return REWARDS[name]
 
 
-__all__ = ["REWARDS", "LengthReward", "RolloutBatch", "build_reward"]
+def build_reward(name: str, **config: Any) -> LengthReward:
+    """The reward registered as ``name`` (or named by dotted path), configured with ``config``."""
+    return reward_class(name)(**config)
+
+
+__all__ = ["REWARDS", "LengthReward", "RolloutBatch", "build_reward", "reward_class"]

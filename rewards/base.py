@@ -1,22 +1,59 @@
-"""The small base every length reward shares: config handling and the state protocol.
+"""The small base every length reward shares: config handling, the state protocol, and everything a
+reward may ask of the trainer.
 
 A reward is a class with a nested frozen ``Config`` dataclass and a ``reward(batch)`` method.
 Stateful rewards set ``stateful = True`` and override ``observe``, ``_state`` and ``_load_state``.
+
+The trainer knows a reward only through what is declared here: every optional capability is a class
+attribute or a method below, with a default that asks for nothing and costs nothing. A new reward
+overrides what it uses and touches no trainer file. The trainer never probes with ``hasattr``.
+
+    ==========================  ==================================================================
+    needs()                     optional ``RolloutBatch`` fields the trainer must fill
+                                (``TRAINER_FIELDS``: texts, token ids, think/answer lengths, entropies)
+    keep_all_correct            dynamic sampling keeps groups whose completions are all solved
+    preferred_estimator         the advantage estimator this reward's objective is written for
+    budget_kind                 None, "step" (``budget_at``) or "question" (``budget_for``)
+    budget_at(step)             the generation cap at an optimizer step
+    budget_for(pid, max_len)    one question's generation cap
+    budget_prompt(step)         text appended to the prompt when ``budget.prompt`` is on
+    target_prompt               "... {n} ..." stating a per-prompt token budget (L1)
+    cut_lengths(batch)          where to cut completions before scoring (DOT)
+    sampling_scores(batch, r)   what dynamic sampling compares within a group
+    monitor_due(step)           sample the monitor set now; the result goes to ``update_coverage``
+    metrics(batch)              numbers to log under ``<name>/`` each generation batch
+    ==========================  ==================================================================
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from conciser.rewards.batch import RolloutBatch
 
 
 class LengthReward:
+    """Base of every length reward. Subclasses set ``name`` and ``Config`` and override ``reward``."""
+
     name: ClassVar[str] = "base"
     Config: ClassVar[type] = type(None)
     stateful: ClassVar[bool] = False
     STATE_VERSION: ClassVar[int] = 1
+
+    #: Dynamic sampling keeps groups whose completions are all solved even when their scores are all
+    #: equal (ConciseR stage 2: its length reward acts only there). ``sampling.keep_all_correct`` wins.
+    keep_all_correct: ClassVar[bool] = False
+    #: The advantage estimator this reward's objective is written for (DRPO's weights need "drpo");
+    #: training with another estimator logs a warning. None: any estimator.
+    preferred_estimator: ClassVar[str | None] = None
+    #: Which generation budget the reward defines for ``budget.schedule=reward``: None (none),
+    #: "step" (one cap per optimizer step, ``budget_at``) or "question" (per question, ``budget_for``).
+    budget_kind: ClassVar[Literal["step", "question"] | None] = None
+    #: A format string with ``{n}`` stating a per-prompt token budget in the prompt (L1: "Think for
+    #: {n} tokens."): the reward scores against ``RolloutBatch.target_lengths``, so the data must give
+    #: each row a ``target_length`` (or ``data.target_lengths`` draws them). None: no per-prompt budget.
+    target_prompt: ClassVar[str | None] = None
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         if config is None:
@@ -43,6 +80,47 @@ class LengthReward:
 
     def observe(self, batch: RolloutBatch) -> None:
         """Commit what this batch teaches (called once per optimizer step; never at eval)."""
+
+    # ----- optional capabilities: what the trainer may ask (defaults ask for nothing) --------------
+    def needs(self) -> frozenset[str]:
+        """Optional ``RolloutBatch`` fields this reward reads, from ``TRAINER_FIELDS``. The trainer
+        fills only these: texts are gathered from every rank, entropies cost a forward pass."""
+        return frozenset()
+
+    def budget_at(self, step: int) -> int:
+        """The generation cap at optimizer ``step`` (``budget_kind == "step"``)."""
+        raise TypeError(f"reward {self.name!r} has no per-step budget (budget_kind={self.budget_kind!r})")
+
+    def budget_for(self, problem_id: str, max_length: int) -> int:
+        """Question ``problem_id``'s generation cap, at most ``max_length`` (``budget_kind == "question"``)."""
+        raise TypeError(f"reward {self.name!r} has no per-question budget (budget_kind={self.budget_kind!r})")
+
+    def budget_prompt(self, step: int) -> str | None:
+        """Text appended to the last user message when ``budget.prompt`` is on; None: no such text."""
+        return None
+
+    def cut_lengths(self, batch: RolloutBatch) -> list[int | None] | None:
+        """Token counts to cut completions to before grading and scoring (the cut tails get no
+        gradient), None per uncut completion; None for the batch: this reward never cuts (DOT cuts)."""
+        return None
+
+    def sampling_scores(self, batch: RolloutBatch, rewards: list[float]) -> list[float]:
+        """What dynamic sampling (``sampling.metric=auto``) compares within a group: the rewards, unless
+        the method's paper filters on something else (DLER: the score before its stop multiplier)."""
+        return list(rewards)
+
+    def monitor_due(self, step: int) -> bool:
+        """True when the trainer should sample the fixed monitor set now (before ``step``) and pass the
+        graded batch to ``update_coverage`` (LASER-D's coverage statistics)."""
+        return False
+
+    def update_coverage(self, batch: RolloutBatch) -> None:
+        """Take the monitor set's batch (K samples per monitor prompt) sampled because ``monitor_due``."""
+
+    def metrics(self, batch: RolloutBatch) -> dict[str, float]:
+        """The method's state worth logging for ``batch`` (targets, budgets, history), logged as
+        ``<name>/<key>``. Pure."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         return {"version": self.STATE_VERSION, "name": self.name,

@@ -29,6 +29,7 @@ class ConciseR(LengthReward):
     """ConciseR L-GRPO: length reward only inside all-correct groups."""
 
     name = "concise_r"
+    keep_all_correct = True  # stage 2 trains only on all-correct groups (methods-more §4)
 
     @dataclass(frozen=True)
     class Config:

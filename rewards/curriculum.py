@@ -58,6 +58,7 @@ class Curriculum(LengthReward):
     """Curriculum GRPO: correctness + triangular length term around a decaying budget + format."""
 
     name = "curriculum"
+    budget_kind = "step"
 
     @dataclass(frozen=True)
     class Config:
@@ -102,6 +103,9 @@ class Curriculum(LengthReward):
             value = c.start_budget - k * (c.start_budget - c.end_budget) / c.num_decays
         value = math.floor(value + 0.5) if c.rounding == "nearest" else math.floor(value + 1e-9)
         return max(1, value)
+
+    def needs(self) -> frozenset[str]:
+        return frozenset({"texts"}) if self.config.format_weight else frozenset()
 
     def budget_prompt(self, step: int) -> str:
         return self.config.prompt_template.format(budget=self.budget_at(step))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conciser.rewards._stats import as_tuple
+from conciser.rewards._stats import as_tuple, mean
 from conciser.rewards.base import LengthReward
 from conciser.rewards.batch import RolloutBatch
 
@@ -61,14 +61,21 @@ class Dler(LengthReward):
     def targets(self, batch: RolloutBatch) -> list[int]:
         return [self.config.target_length] * len(batch)
 
-    def sampling_scores(self, batch: RolloutBatch) -> list[float]:
-        """The unmodified score (before the stop-properly multiplier): what dynamic sampling uses."""
+    def scores(self, batch: RolloutBatch) -> list[float]:
+        """The unmodified score (before the truncation penalty and the stop-properly multiplier)."""
         return [self.config.correct_reward if c and f else 0.0
                 for c, f in zip(batch.correct, batch.format_ok)]
 
+    def sampling_scores(self, batch: RolloutBatch, rewards: list[float]) -> list[float]:
+        """Dynamic sampling filters on the unmodified score, as the code does."""
+        return self.scores(batch)
+
+    def metrics(self, batch: RolloutBatch) -> dict[str, float]:
+        return {"target_mean": mean(self.targets(batch))}
+
     def reward(self, batch: RolloutBatch) -> list[float]:
         out = []
-        for score, n, t, cut in zip(self.sampling_scores(batch), batch.lengths,
+        for score, n, t, cut in zip(self.scores(batch), batch.lengths,
                                     self.targets(batch), batch.truncated):
             if n > t:
                 score = 0.0

@@ -42,6 +42,7 @@ class Drpo(LengthReward):
     """DRPO ingredients: binary reward, positive length weights, negative LSE weights."""
 
     name = "drpo"
+    preferred_estimator = "drpo"  # its length weights feed DRPO's decoupled objective
 
     @dataclass(frozen=True)
     class Config:

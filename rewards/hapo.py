@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from conciser.rewards._stats import mean
 from conciser.rewards.base import LengthReward
 from conciser.rewards.batch import RolloutBatch
 
@@ -76,6 +77,14 @@ class Hapo(LengthReward):
         """h_i, or None while problem ``problem_id`` has no correct answer yet."""
         entry = self._history.get(problem_id)
         return entry[0] if entry and entry[0] > 0 else None
+
+    def metrics(self, batch: RolloutBatch) -> dict[str, float]:
+        ids = set(batch.problem_ids)
+        known = [h for h in (self.history_of(pid) for pid in ids) if h is not None]
+        out = {"history_known_frac": len(known) / len(ids)}
+        if known:
+            out["history_mean"] = mean(known)
+        return out
 
     def length_term(self, length: int, correct: bool, h: float | None) -> float:
         """r_len before the weight."""

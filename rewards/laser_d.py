@@ -201,10 +201,17 @@ class LaserD(LengthReward):
                     out[b] = length
         return out
 
-    def monitor_due(self, step: int) -> bool:
-        """Monitor source: sample the monitor set now (before step 1, then every N steps)."""
+    def refresh_due(self, step: int) -> bool:
+        """The coverage statistics are due at ``step``: none yet, or ``refresh_every`` steps old."""
         cov = self._coverage
         return cov is None or step - cov["step"] >= self.config.refresh_every
+
+    def monitor_due(self, step: int) -> bool:
+        """Monitor source: sample the monitor set now (before step 1, then every N steps)."""
+        return self.config.coverage_source == "monitor" and self.refresh_due(step)
+
+    def metrics(self, batch: RolloutBatch) -> dict[str, float]:
+        return {f"target_{bucket}": float(t) for bucket, t in self.bucket_targets(max(batch.lengths)).items()}
 
     def update_coverage(self, batch: RolloutBatch) -> None:
         """Replace the coverage statistics with those of ``batch`` (K samples per monitor prompt,
@@ -221,7 +228,7 @@ class LaserD(LengthReward):
         solved = batch.solved
         self._window += [[sum(solved[i] for i in idx), [batch.lengths[i] for i in idx]]
                          for idx in batch.groups().values()]
-        if self.monitor_due(batch.step):
+        if self.refresh_due(batch.step):
             cap = self.config.grid_max or batch.max_length
             self._coverage = self._statistics(self._window, cap, batch.step)
             self._window = []
@@ -274,6 +281,9 @@ class LaserDE(LaserD):
             if self.mode != "reward":
                 raise ValueError(f"laser_de.mode={self.mode!r}: LASER-DE defines only the "
                                  f"'reward' mode; use laser_d for 'penalty' or 'hybrid'")
+
+    def needs(self) -> frozenset[str]:
+        return frozenset({"token_ids"}) if self.config.repetition_filter else frozenset()
 
     def reward(self, batch: RolloutBatch) -> list[float]:
         c = self.config

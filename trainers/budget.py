@@ -1,8 +1,9 @@
 """Budget schedules: the generation cap (completion tokens) at optimizer step t.
 
     constant     trainer.max_completion_length throughout.
-    reward       the reward's own budget: `budget_at(step)` (curriculum's step-wise exponential or
-                 linear decay, thinkprune's stages), or per-question budgets (palu's `budget_for`).
+    reward       the reward's own budget (`LengthReward.budget_kind`): `budget_at(step)` (curriculum's
+                 step-wise exponential or linear decay, thinkprune's stages), or per-question budgets
+                 (palu's `budget_for`).
     exponential  | linear   standalone curriculum schedules (params as the curriculum reward's:
                  start_budget, end_budget, num_decays, total_steps, rounding), for any reward.
     stages       standalone ThinkPrune stages (params: caps, stage_starts).
@@ -83,9 +84,9 @@ def build_budget(schedule: str, params: dict[str, Any], reward: Any, cap: int, m
     if schedule == "constant":
         return BudgetSchedule(cap)
     if schedule == "reward":
-        if hasattr(reward, "budget_at"):
+        if reward.budget_kind == "step":
             out: BudgetSchedule = StepBudget(cap, reward, "reward")
-        elif hasattr(reward, "budget_for"):
+        elif reward.budget_kind == "question":
             return QuestionBudget(cap, reward)
         else:
             raise ValueError(f"budget.schedule=reward: the {reward.name!r} reward has no budget "

@@ -77,7 +77,7 @@ def attach_target_lengths(rows: list[dict], cfg: DataConfig, reward, max_complet
     data.seed) and the reward's instruction ("Think for n tokens.") appended to its last user message;
     otherwise every row must already carry a `target_length`. Rewards without `target_prompt` take the
     rows as they are, and a `data.target_lengths` set for them is an error (it would change nothing)."""
-    prompt = getattr(reward, "target_prompt", None)
+    prompt = reward.target_prompt
     if prompt is None:
         if cfg.target_lengths is not None:
             raise RecipeError(f"data.target_lengths is set, but the {reward.name!r} reward has no per-prompt "

@@ -45,7 +45,9 @@ def test_dler_table(case, config, batch, expected):
 def test_sampling_scores_are_unmodified():
     b = mk(lengths=[4000, 4000, 10], correct=[True, False, True], truncated=[True, True, False],
            max_length=4000)
-    assert build_reward("dler").sampling_scores(b) == [1.0, 0.0, 1.0]
+    r = build_reward("dler")
+    assert r(b) == [0.1, 0.0, 1.0]                                 # the stop multiplier acts on the reward...
+    assert r.sampling_scores(b, r(b)) == [1.0, 0.0, 1.0]           # ...not on what dynamic sampling compares
 
 
 # DA-DLER, default threshold 0.5 and lengths (4000 for p < 0.5, 2000 for p >= 0.5)

@@ -176,9 +176,9 @@ def test_repetition_detector(tokens, expected):
 
 def test_training_source_refreshes_every_n_steps():
     r = build_reward("laser_d", coverage_source="training", refresh_every=20, **CFG)
-    assert r.monitor_due(0)
+    assert r.refresh_due(0) and not r.monitor_due(0)  # no monitor set to sample: training batches refresh
     r.observe(mk(lengths=[5, 6, 7, 8], correct=[True] * 4, ids=["e"] * 4, step=0))
-    assert r.bucket_targets(40)["easy"] == 10 and not r.monitor_due(19)
+    assert r.bucket_targets(40)["easy"] == 10 and not r.refresh_due(19)
     r.observe(mk(lengths=[30, 30, 30, 30], correct=[True] * 4, ids=["f"] * 4, step=5))
     assert r.bucket_targets(40)["easy"] == 10  # window collected, not yet refreshed
     r.observe(mk(lengths=[30, 30, 30, 30], correct=[True] * 4, ids=["f"] * 4, step=20))

@@ -39,7 +39,7 @@ def _inp(rewards, tokens=None, trl=None, batch=None, scores=None, reward=None):
 
 
 def test_batch_whitening_per_sequence():
-    adv, metrics = build_estimator("batch")(_inp(REWARDS))
+    adv, metrics = build_estimator("batch").advantages(_inp(REWARDS))
     assert adv.tolist() == pytest.approx(BATCH_WHITENED, abs=1e-6)
     assert metrics["advantage/centred_std"] == pytest.approx(math.sqrt(1.5 / 7))
     assert metrics["advantage/mean"] == pytest.approx(0.0, abs=1e-7)
@@ -50,17 +50,17 @@ def test_batch_whitening_token_weighted_as_verl():
     tokens = [3.0, 1, 1, 1, 1, 1, 1, 1]
     mu = 0.15
     var = sum(w * (c - mu) ** 2 for w, c in zip(tokens, CENTRED)) / (sum(tokens) - 1)
-    adv, _ = build_estimator("batch", {"token_weighted": True})(_inp(REWARDS, tokens=tokens))
+    adv, _ = build_estimator("batch", {"token_weighted": True}).advantages(_inp(REWARDS, tokens=tokens))
     assert adv.tolist() == pytest.approx([(c - mu) / math.sqrt(var + 1e-8) for c in CENTRED], abs=1e-6)
 
 
 def test_batch_whitening_all_equal_batch_is_zero():
-    adv, _ = build_estimator("batch")(_inp([1.0] * 8))
+    adv, _ = build_estimator("batch").advantages(_inp([1.0] * 8))
     assert adv.tolist() == [0.0] * 8
 
 
 def test_group_passes_trl_through():
-    adv, metrics = build_estimator("group")(_inp(REWARDS, trl=GRPO))
+    adv, metrics = build_estimator("group").advantages(_inp(REWARDS, trl=GRPO))
     assert adv.tolist() == pytest.approx(GRPO)
     assert metrics["advantage/zero_frac"] == 0.0
 
@@ -70,8 +70,8 @@ def test_drpo_weights_hand_computed():
     # scores -1, -2 (tau = 10 -> logits -.1, -.2); group 1 all correct: dead, weights 0.
     reward = build_reward("drpo", lam=0.1, tau=10.0)
     batch = _batch([10, 20, 30, 40, 5, 5, 5, 5], [True, True, False, False, True, True, True, True])
-    w, metrics = build_estimator("drpo")(_inp([1, 1, 0, 0, 1, 1, 1, 1.0], batch=batch, reward=reward,
-                                              scores=[-0.5, -0.7, -1.0, -2.0, -1, -1, -1, -1]))
+    w, metrics = build_estimator("drpo").advantages(_inp([1, 1, 0, 0, 1, 1, 1, 1.0], batch=batch, reward=reward,
+                                                         scores=[-0.5, -0.7, -1.0, -2.0, -1, -1, -1, -1]))
     e = math.exp(1)
     neg = [math.exp(-0.1), math.exp(-0.2)]
     expected = [e / (e + 1), 1 / (e + 1), -neg[0] / sum(neg), -neg[1] / sum(neg), 0, 0, 0, 0]
