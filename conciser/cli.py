@@ -10,9 +10,11 @@ import importlib
 import logging
 import sys
 
+from conciser.errors import UserError
+
 # name -> (module, one-line help). Adding a command = one module + one line here.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("conciser.trainers.train", "GRPO training from a recipe: conciser train RECIPE [key=value ...]"),
+    "train": ("conciser.train_cli", "GRPO training from a recipe: conciser train RECIPE [key=value ...]"),
     "eval": ("conciser.eval.cli", "evaluate a model on benchmarks (accuracy and tokens)"),
     "demo": ("conciser.demo", "toy base -> GRPO with a length reward -> eval base vs trained"),
     "toy-base": ("conciser.toy_base_cli", "build (or locate) the cached toy overthinking base model"),
@@ -28,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conciser", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (also after the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in COMMANDS.items():
         sub.add_parser(name, help=help_, add_help=False)
@@ -36,30 +38,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Bad input (`conciser.errors.UserError`: a recipe, an option, a data file) prints
+    one line naming what to fix and returns 2; anything else is a crash and propagates with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     top = build_parser()
     # Parse only the global flags and the command name here; the command's own parser does the rest.
-    known, rest = top.parse_known_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if known.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-    )
+    known, _ = top.parse_known_args(argv)
     if known.command is None:
         top.print_help()
         return 0
     module_name, help_ = COMMANDS[known.command]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"conciser {known.command}", description=help_)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     module.add_arguments(parser)
     idx = argv.index(known.command)
     # Intermixed: `conciser train RECIPE --accelerate zero3 key=value` works in any order.
     args = parser.parse_intermixed_args(argv[idx + 1:])
+    logging.basicConfig(
+        level=logging.DEBUG if known.verbose or args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+    )
     try:
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        # Configuration and input errors: the message says what is wrong and what to set instead.
-        if known.verbose:
-            raise
+    except UserError as exc:
         print(f"conciser {known.command}: error: {exc}", file=sys.stderr)
         return 2
 

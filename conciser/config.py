@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from conciser.errors import UserError, did_you_mean
+from conciser.errors import MissingInput, UserError, did_you_mean
 
 
 class RecipeError(UserError):
@@ -213,7 +213,7 @@ def resolve_recipe_path(name_or_path: str | Path) -> Path:
         if q.is_file():
             return Path(str(q))
     known = ", ".join(list_recipes()) or "(none)"
-    raise FileNotFoundError(
+    raise MissingInput(
         f"recipe '{name_or_path}' not found: no such file, and no bundled recipe of that name. "
         f"Bundled recipes: {known}. Run `conciser recipes` to list them."
     )

@@ -38,6 +38,8 @@ from typing import Any
 
 import yaml
 
+from conciser.errors import MissingInput, UserError
+
 log = logging.getLogger(__name__)
 
 # Argument dests added by add_launch_arguments; never forwarded to the relaunched command.
@@ -64,7 +66,7 @@ def resolve_accelerate_config(name_or_path: str | Path) -> Path:
     bundled = Path(str(resources.files("conciser.configs").joinpath("accelerate", f"{name_or_path}.yaml")))
     if bundled.is_file():
         return bundled
-    raise FileNotFoundError(
+    raise MissingInput(
         f"--accelerate {name_or_path}: no such file and no bundled accelerate config of that name; "
         f"bundled: {', '.join(accelerate_config_names())} (configs/accelerate/), or give a path to your own."
     )
@@ -74,9 +76,9 @@ def read_accelerate_config(path: Path) -> dict[str, Any]:
     try:
         cfg = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        raise UserError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(cfg, dict) or "distributed_type" not in cfg:
-        raise ValueError(f"{path}: not an accelerate config (no distributed_type); see configs/accelerate/*.yaml")
+        raise UserError(f"{path}: not an accelerate config (no distributed_type); see configs/accelerate/*.yaml")
     return cfg
 
 
@@ -97,7 +99,7 @@ def count_processes(cfg: dict[str, Any], config_name: str, num_machines: int,
         return int(cfg.get("num_processes", 1) or 1)
     gpus = detect_gpus() if gpus_per_node is None else gpus_per_node
     if gpus < 1:
-        raise ValueError(
+        raise UserError(
             f"--accelerate {config_name} starts one process per GPU, but no GPU is visible here. Pass "
             f"--num-processes (launch) or --gpus-per-node (launch-info), or use --accelerate cpu_ddp on a CPU machine."
         )
@@ -115,19 +117,19 @@ def build_accelerate_command(train_argv: list[str], accelerate: str, *, num_proc
     path = resolve_accelerate_config(accelerate)
     cfg = read_accelerate_config(path)
     if num_machines < 1:
-        raise ValueError(f"--num-machines {num_machines}: must be >= 1")
+        raise UserError(f"--num-machines {num_machines}: must be >= 1")
     if not 0 <= machine_rank < num_machines:
-        raise ValueError(f"--machine-rank {machine_rank}: must be in [0, {num_machines - 1}] for {num_machines} machines")
+        raise UserError(f"--machine-rank {machine_rank}: must be in [0, {num_machines - 1}] for {num_machines} machines")
     if num_processes is None:
         num_processes = count_processes(cfg, str(accelerate), num_machines)
     if num_processes < num_machines or num_processes % num_machines:
-        raise ValueError(f"--num-processes {num_processes} is not a multiple of --num-machines {num_machines} "
+        raise UserError(f"--num-processes {num_processes} is not a multiple of --num-machines {num_machines} "
                          f"(accelerate starts the same number of processes on every machine)")
     cmd = [python or sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path),
            "--num_processes", str(num_processes), "--num_machines", str(num_machines)]
     if num_machines > 1:
         if not main_process_ip:
-            raise ValueError("--num-machines > 1 needs --main-process-ip: the address of machine 0 (the rendezvous)")
+            raise UserError("--num-machines > 1 needs --main-process-ip: the address of machine 0 (the rendezvous)")
         cmd += ["--machine_rank", str(machine_rank), "--main_process_ip", main_process_ip,
                 "--main_process_port", str(main_process_port or cfg.get("main_process_port") or 29500),
                 "--rdzv_backend", "c10d"]
@@ -196,7 +198,7 @@ def maybe_relaunch(args: argparse.Namespace, command: str = "train") -> int | No
     """With --accelerate: run `conciser <command> ...` under accelerate and return its exit code.
     Without it (or inside the launched processes, which never get --accelerate): None, run in-process.
 
-    In trainers/train.py:  add_launch_arguments(parser)  in add_arguments, and at the top of run():
+    In conciser/train_cli.py:  add_launch_arguments(parser)  in add_arguments, and at the top of run():
         rc = maybe_relaunch(args)
         if rc is not None: return rc
     """
@@ -302,9 +304,9 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
                 num_processes: int | None = None) -> dict[str, Any]:
     """What a launcher needs to know about a recipe, validated (see the module docstring)."""
     if nodes is not None and allocated_nodes is not None:
-        raise ValueError("give --nodes (training nodes) or --allocated-nodes (all nodes of a job), not both")
+        raise UserError("give --nodes (training nodes) or --allocated-nodes (all nodes of a job), not both")
     if vllm_layout not in ("auto", "server", "colocate"):
-        raise ValueError(f"--vllm-layout {vllm_layout!r}: one of auto, server, colocate")
+        raise UserError(f"--vllm-layout {vllm_layout!r}: one of auto, server, colocate")
     from conciser.config import RecipeError, apply_overrides, resolve_recipe_path
 
     # The layout decides the process count, which TRL's validation needs: read the two vLLM keys first.
@@ -329,12 +331,12 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
     if allocated_nodes is not None:
         train_nodes = allocated_nodes - (1 if server else 0)
         if train_nodes < 1:
-            raise ValueError(f"--allocated-nodes {allocated_nodes}: vLLM server mode needs one node for the "
+            raise UserError(f"--allocated-nodes {allocated_nodes}: vLLM server mode needs one node for the "
                              f"server plus at least one training node; allocate 2+ nodes or use --vllm-layout colocate")
     else:
         train_nodes = nodes or 1
     if train_nodes < 1:
-        raise ValueError(f"--nodes {train_nodes}: must be >= 1")
+        raise UserError(f"--nodes {train_nodes}: must be >= 1")
 
     acc_path = resolve_accelerate_config(accelerate) if accelerate else None
     acc_cfg = read_accelerate_config(acc_path) if acc_path else {}
@@ -355,7 +357,7 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
     if t.get("generation_batch_size"):
         generation_batch = int(t["generation_batch_size"])
         if generation_batch % (per_device * num_processes):
-            raise ValueError(
+            raise UserError(
                 f"trainer.generation_batch_size={generation_batch} is not a multiple of per_device_train_batch_size "
                 f"x processes = {per_device} x {num_processes}; set trainer.steps_per_generation instead")
         steps_per_generation = generation_batch // (per_device * num_processes)
@@ -363,7 +365,7 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
         steps_per_generation = int(t.get("steps_per_generation") or grad_accum)
         generation_batch = per_device * num_processes * steps_per_generation
     if generation_batch % num_generations:
-        raise ValueError(
+        raise UserError(
             f"on {num_processes} processes a generation batch is {per_device} (per_device_train_batch_size) x "
             f"{num_processes} x {steps_per_generation} (steps_per_generation) = {generation_batch} completions, not a "
             f"multiple of num_generations={num_generations}; change trainer.steps_per_generation or the process count")
@@ -456,23 +458,3 @@ def run(args: argparse.Namespace) -> int:
                        vllm_layout=args.vllm_layout, num_processes=args.num_processes)
     print(json.dumps(info, indent=2) if args.json else format_shell(info))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m conciser.launch ...`: `conciser train` with the launch flags (and the same errors)."""
-    from conciser.trainers import train
-
-    parser = argparse.ArgumentParser(prog="python -m conciser.launch",
-                                     description="conciser train, optionally under accelerate launch")
-    train.add_arguments(parser)  # includes the launch flags; train.run relaunches under accelerate
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return int(train.run(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"conciser train: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

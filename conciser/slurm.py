@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from conciser.errors import UserError, did_you_mean
+from conciser.errors import MissingInput, UserError, did_you_mean
 from conciser.launch import launch_info, resolve_accelerate_config, summary_line
 
 
@@ -63,25 +63,25 @@ def load_site(path: str | Path | None) -> Site:
         return Site()
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"--site {path}: no such file; start from slurm/site.example.yaml")
+        raise MissingInput(f"--site {path}: no such file; start from slurm/site.example.yaml")
     try:
         raw = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{p}: not valid YAML: {exc}") from None
+        raise UserError(f"{p}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{p}: expected a mapping of site keys (see slurm/site.example.yaml)")
+        raise UserError(f"{p}: expected a mapping of site keys (see slurm/site.example.yaml)")
     valid = [f.name for f in dataclasses.fields(Site)]
     for key in raw:
         if key not in valid:
             raise UserError(f"{p}: unknown site key '{key}'{did_you_mean(key, valid)}")
     for key in ("extra_sbatch", "modules", "setup"):
         if raw.get(key) is not None and not isinstance(raw[key], list):
-            raise ValueError(f"{p}: '{key}' must be a list of strings")
+            raise UserError(f"{p}: '{key}' must be a list of strings")
     if raw.get("env") is not None and not isinstance(raw["env"], dict):
-        raise ValueError(f"{p}: 'env' must be a mapping NAME: value")
+        raise UserError(f"{p}: 'env' must be a mapping NAME: value")
     site = Site(**{k: v for k, v in raw.items() if v is not None})
     if site.gpus_per_node < 1:
-        raise ValueError(f"{p}: gpus_per_node must be >= 1")
+        raise UserError(f"{p}: gpus_per_node must be >= 1")
     return site
 
 
@@ -369,7 +369,7 @@ def render_train(recipe: str | None, overrides: list[str] | None = None, *, node
         args, log_dir = GENERIC_TRAIN_ARGS, '"${CONCISER_JOB_LOG_DIR:-logs}"'
     else:
         if nodes < 1:
-            raise ValueError(f"--nodes {nodes}: the number of training nodes must be >= 1")
+            raise UserError(f"--nodes {nodes}: the number of training nodes must be >= 1")
         info = launch_info(recipe, overrides, nodes=nodes, gpus_per_node=site.gpus_per_node, accelerate=accelerate,
                            vllm_layout="colocate" if colocate else "server")
         server = info["vllm_server"]
@@ -409,7 +409,7 @@ def render_eval(recipe: str | None, overrides: list[str] | None = None, *, site:
         info = launch_info(recipe, overrides, nodes=1, gpus_per_node=site.gpus_per_node)
         names = benchmarks or info["eval_benchmarks"]
         if not names:
-            raise ValueError(f"{info['recipe']}: the eval block lists no benchmarks; set eval.benchmarks or pass --benchmarks")
+            raise UserError(f"{info['recipe']}: the eval block lists no benchmarks; set eval.benchmarks or pass --benchmarks")
         about = (f"# Rendered by `conciser slurm render --job eval` on {_dt.date.today().isoformat()} for "
                  f"{info['recipe']}\n# model: {model or info['output_dir']}; benchmarks: {' '.join(names)} "
                  f"(array tasks 0-{len(names) - 1}); n={n or info['eval_n']}")
@@ -457,7 +457,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _render(args: argparse.Namespace, job: str, site: Site) -> str:
     recipe = None if args.generic else args.recipe
     if recipe is None and not args.generic:
-        raise ValueError("give a RECIPE (or --generic for the recipe-less script)")
+        raise UserError("give a RECIPE (or --generic for the recipe-less script)")
     if job == "train":
         return render_train(recipe, args.overrides, nodes=args.nodes, site=site, accelerate=args.accelerate,
                             colocate=args.colocate, vllm_tp=args.vllm_tp)
@@ -470,10 +470,10 @@ def _sbatch(argv: list[str]) -> str:
     try:
         proc = subprocess.run(["sbatch", *argv], capture_output=True, text=True)
     except FileNotFoundError:
-        raise FileNotFoundError("sbatch not found: run `conciser slurm submit` on a Slurm login node, "
+        raise MissingInput("sbatch not found: run `conciser slurm submit` on a Slurm login node, "
                                 "or `conciser slurm render` and copy the script there") from None
     if proc.returncode:
-        raise ValueError(f"sbatch {' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        raise UserError(f"sbatch {' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc.stdout.strip().split(";")[0]   # --parsable: "jobid[;cluster]"
 
 
@@ -489,9 +489,9 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         return 0
     if args.generic:
-        raise ValueError("submit needs a RECIPE (--generic is for render)")
+        raise UserError("submit needs a RECIPE (--generic is for render)")
     if args.recipe is None:
-        raise ValueError("give a RECIPE to submit")
+        raise UserError("give a RECIPE to submit")
     log_dir = _log_dir(site)
     log_dir.mkdir(parents=True, exist_ok=True)  # Slurm does not create the --output folder
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from conciser import toy
+from conciser.errors import UserError
 from conciser.trainers.toy_sft import ToyBaseConfig, ensure_toy_base
 
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     print(path)
     if args.check:
         if args.n < 1:
-            raise SystemExit(f"--n must be >= 1 (problems per level), got {args.n}")
+            raise UserError(f"--n must be >= 1 (problems per level), got {args.n}")
         table = check_toy_base(path, n=args.n, out_dir=path.with_name(path.name + "-check"))
         print(f"{'level':>5} {'accuracy':>9} {'tokens':>7} {'minimal':>8} {'x minimal':>10} {'truncated':>10}")
         for level, r in table.items():

@@ -19,7 +19,7 @@ import pytest
 from conciser.launch import (accelerate_config_names, build_accelerate_command,
                              forwarded_argv, hardware_independent_validation, last_checkpoint, maybe_relaunch,
                              resolve_accelerate_config)
-from conciser.trainers import train
+from conciser import train_cli as train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -205,7 +205,7 @@ def test_two_process_cpu_run_through_the_accelerate_wrapping(tiny_sft_toy_model,
     env = {**os.environ, "CONCISER_TEST_RANK_DIR": str(ranks),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "conciser.launch", "toy/laser",
+    cmd = [sys.executable, "-m", "conciser.cli", "train", "toy/laser",
            f"model.name_or_path={tiny_sft_toy_model}", f"trainer.output_dir={out}", "trainer.max_steps=1",
            "trainer.per_device_train_batch_size=4", "trainer.num_generations=4", "trainer.max_completion_length=16",
            "trainer.use_vllm=false", "trainer.report_to=none", "trainer.logging_steps=1", "data.n_train=8",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from conciser import toy
 from conciser.config import DataConfig, RecipeError
+from conciser.errors import MissingInput
 
 
 def _normalise(rows: list[dict], cfg: DataConfig, source: str) -> list[dict]:
@@ -49,7 +50,7 @@ def load_rows(cfg: DataConfig) -> list[dict]:
     path = Path(cfg.dataset)
     if path.suffix == ".jsonl":
         if not path.is_file():
-            raise FileNotFoundError(f"data.dataset: no such file '{path}' (give a .jsonl path, a hub id, or 'toy')")
+            raise MissingInput(f"data.dataset: no such file '{path}' (give a .jsonl path, a hub id, or 'toy')")
         rows = []
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if line.strip():

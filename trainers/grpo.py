@@ -44,6 +44,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import pad
 
 from conciser.config import AdvantageConfig, BudgetConfig, SamplingConfig
+from conciser.errors import MissingInput
 from conciser.rewards import LengthReward, RolloutBatch
 from conciser.rewards.grading import THINK_CLOSE, get_grader
 from conciser.trainers.advantages import EstimatorInput, LossInput, build_estimator, sequence_scores
@@ -478,9 +479,9 @@ class ConciseGRPOTrainer(GRPOTrainer):
         device = self.accelerator.device
         p = [torch.tensor(x, device=device) for x in prompt_ids]
         c = [torch.tensor(list(x), device=device, dtype=torch.long) for x in completion_ids]
-        pid = pad(p, padding_value=self.pad_token_id, padding_side="left")
+        pid = pad(p, padding_value=self._tokenizer.pad_token_id, padding_side="left")
         pmask = pad([torch.ones_like(x) for x in p], padding_value=0, padding_side="left")
-        cid = pad(c, padding_value=self.pad_token_id, padding_side="right")
+        cid = pad(c, padding_value=self._tokenizer.pad_token_id, padding_side="right")
         cmask = pad([torch.ones_like(x) for x in c], padding_value=0, padding_side="right")
         return torch.cat([pid, cid], dim=1), torch.cat([pmask, cmask], dim=1), cid.size(1)
 
@@ -574,7 +575,7 @@ class ConciseGRPOTrainer(GRPOTrainer):
             (f"the '{self.length_reward.name}' reward's state", stateful, "reward"),
             ("the dynamic-sampling counters", self.sampling.dynamic, "sampling")) if needed and not state.get(key)]
         if missing and not self.allow_fresh_state:
-            raise FileNotFoundError(
+            raise MissingInput(
                 f"resuming from {checkpoint}, but {path.name} there lacks {' and '.join(missing)}. Resume from a "
                 f"checkpoint written by conciser, or set rewards.allow_fresh_state=true to start that state empty.")
         if missing:

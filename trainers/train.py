@@ -1,8 +1,7 @@
-"""`conciser train RECIPE [key=value ...]`: GRPO with a length reward, from a recipe.
+"""GRPO with a length reward, from a recipe: what `conciser train` runs (`conciser/train_cli.py`).
 
-    conciser train toy/laser                          # bundled recipe, CPU, minutes
-    conciser train recipes/toy/laser.yaml trainer.max_steps=20 rewards.params.target_length=64
-    conciser train toy/laser --resume                 # continue from the last checkpoint
+    from conciser.trainers.train import train
+    train("toy/laser", ["trainer.max_steps=20"])      # returns the output dir with the final model
 
 Order of work: read and validate the recipe, the data and the reward (errors here cost nothing),
 write the resolved recipe to the output dir, then load the model and train.
@@ -10,26 +9,16 @@ write the resolved recipe to the output dir, then load the model and train.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from pathlib import Path
 
-from conciser.launch import add_launch_arguments, maybe_relaunch
+from conciser.errors import MissingInput
 
 log = logging.getLogger(__name__)
 
 # Defaults applied under the recipe's trainer block (the recipe wins).
 TRAINER_DEFAULTS = {"report_to": "none", "save_strategy": "no", "logging_steps": 1}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="recipe file, or bundled name such as toy/laser (see `conciser recipes`)")
-    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=10")
-    parser.add_argument("--resume", nargs="?", const="last", default=None, metavar="CHECKPOINT",
-                        help="resume from CHECKPOINT, or from the last checkpoint in the output dir")
-    parser.add_argument("--wandb", action="store_true", help="log to Weights & Biases (off by default)")
-    add_launch_arguments(parser)  # --accelerate NAME|PATH and friends
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -102,7 +91,7 @@ def train(recipe_name: str, overrides: list[str] | None = None, resume: str | No
     if resume == "last":
         checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
         if checkpoint is None:
-            raise FileNotFoundError(f"--resume: no checkpoint-* folder in {out}; train first or pass a path")
+            raise MissingInput(f"--resume: no checkpoint-* folder in {out}; train first or pass a path")
     elif resume:
         checkpoint = resume
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -111,11 +100,3 @@ def train(recipe_name: str, overrides: list[str] | None = None, resume: str | No
     tokenizer.save_pretrained(str(out))
     log.info("trained model saved to %s", out)
     return out
-
-
-def run(args: argparse.Namespace) -> int:
-    rc = maybe_relaunch(args)  # with --accelerate: re-run this command under `accelerate launch`
-    if rc is not None:
-        return rc
-    train(args.recipe, args.overrides, resume=args.resume, wandb=args.wandb)
-    return 0

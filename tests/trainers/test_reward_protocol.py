@@ -1,0 +1,90 @@
+"""The declared reward protocol through real TRL scoring passes: the trainer fills exactly the optional
+RolloutBatch fields a reward declares in `needs()`, with the right values (texts, token ids, think/answer
+lengths split at the last end-of-thinking tag, per-phase entropies equal to a direct computation under the
+sampling policy), and a reward defined outside the package works by dotted path."""
+
+import math
+
+import pytest
+import torch
+
+from conciser import toy
+from conciser.rewards.batch import TRAINER_FIELDS
+
+import protocol_rewards
+from trainer_helpers import completion, toy_inputs
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    protocol_rewards.SEEN.clear()
+
+
+def _score(make_trainer, scripted, model, method, **grpo):
+    def script(p, j, call):
+        return completion(p, correct=j != 1, extra=3 * j, eos=j != 3)
+
+    trainer = make_trainer(model, method, {}, **grpo)
+    calls = scripted(trainer, script)
+    trainer.model.train()
+    trainer._generate_and_score_completions(toy_inputs(trainer, 2, 4))
+    return trainer, calls, protocol_rewards.SEEN[-1]
+
+
+def test_nothing_is_filled_unless_asked(tiny_toy_model, make_trainer, scripted):
+    _, _, batch = _score(make_trainer, scripted, tiny_toy_model, "protocol_rewards:Plain")
+    assert all(getattr(batch, f) is None for f in TRAINER_FIELDS)
+    assert batch.correct == [True, False, True, True] * 2
+    assert batch.solved == [True, False, True, False] * 2  # j == 3 has no EOS: truncated
+
+
+def test_declared_fields_are_filled_with_the_right_values(tiny_toy_model, make_trainer, scripted):
+    trainer, calls, batch = _score(make_trainer, scripted, tiny_toy_model, "protocol_rewards:Capture", temperature=0.7)
+    prompt_ids, completion_ids = calls[0]
+    tok = trainer.processing_class
+    assert batch.token_ids == [list(c) for c in completion_ids]
+    assert batch.texts == tok.batch_decode(completion_ids, skip_special_tokens=True)
+    tag = tok.encode(toy.THINK_CLOSE, add_special_tokens=False)
+    assert len(tag) == 1
+    for ids, think, answer in zip(completion_ids, batch.think_lengths, batch.answer_lengths):
+        assert think == len(ids) - ids[::-1].index(tag[0])  # up to and including the last </think>
+        assert think + answer == len(ids) and answer > 0
+
+    # per-phase mean entropies = a direct computation: softmax(logits / T) of the same model on the same ids
+    model = trainer.model.eval()
+    for i, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
+        with torch.no_grad():
+            logits = model(torch.tensor([list(p) + list(c)])).logits[0, len(p) - 1:-1] / 0.7
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        ent = (-(logp.exp() * logp).sum(-1)).tolist()
+        think = batch.think_lengths[i]
+        assert batch.think_entropies[i] == pytest.approx(sum(ent[:think]) / think, rel=1e-4)
+        assert batch.answer_entropies[i] == pytest.approx(sum(ent[think:]) / (len(c) - think), rel=1e-4)
+        assert 0 < batch.think_entropies[i] < math.log(len(tok))
+
+
+def test_no_thinking_tag_means_all_thinking(tiny_toy_model, make_trainer, scripted):
+    trainer = make_trainer(tiny_toy_model, "protocol_rewards:Capture", {})
+    scripted(trainer, lambda p, j, call: f"{toy.THINK_OPEN} hmm hmm \\boxed{{{p.answer}}}")
+    trainer.model.train()
+    trainer._generate_and_score_completions(toy_inputs(trainer, 2, 4))
+    batch = protocol_rewards.SEEN[-1]
+    assert batch.answer_lengths == [0] * 8 and batch.think_lengths == batch.lengths
+    assert batch.answer_entropies == [None] * 8 and all(e is not None for e in batch.think_entropies)
+
+
+def test_a_reward_asking_for_an_unknown_field_fails_before_training(tiny_toy_model, make_trainer, monkeypatch):
+    monkeypatch.setattr(protocol_rewards.Capture, "needs", lambda self: frozenset({"texts", "hidden_states"}))
+    with pytest.raises(ValueError, match="needs \\['hidden_states'\\].*needs\\(\\) may name: texts"):
+        make_trainer(tiny_toy_model, "protocol_rewards:Capture", {})
+
+
+def test_reward_funcs_are_refused(tiny_toy_model, tmp_path):
+    from trl import GRPOConfig
+
+    from conciser.rewards import build_reward
+    from conciser.trainers.grpo import ConciseGRPOTrainer
+
+    with pytest.raises(ValueError, match="do not pass reward_funcs"):
+        ConciseGRPOTrainer(model=str(tiny_toy_model), args=GRPOConfig(output_dir=str(tmp_path), bf16=False),
+                           length_reward=build_reward("kimi"), reward_funcs=[lambda **_: [0.0]])
