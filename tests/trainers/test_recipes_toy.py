@@ -1,10 +1,11 @@
-"""Every card method's toy recipe validates, and trains end to end through `conciser train`.
+"""Every registered reward has a toy recipe (plus plain GRPO's), and each validates and trains end to end
+through `conciser train`.
 
 The end-to-end runs keep each recipe's own reward, advantage, sampling and budget blocks and shrink only
 the scale (2 steps, 4 prompts x 4, a tiny model). Rollouts are scripted (right and wrong answers of
 varied length), because a tiny model's answers are all wrong and dynamic sampling would rightly refuse
 them; generation itself is covered by test_train_toy.py, test_budget.py and test_vllm_colocate.py.
-Run: .venv/bin/pytest tests/trainers/test_recipes_toy.py   (~1 min)
+Run: .venv/bin/pytest tests/trainers/test_recipes_toy.py   (~2 min)
 """
 
 import hashlib
@@ -14,13 +15,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conciser.config import resolve_recipe_path
+from conciser.config import list_recipes, resolve_recipe_path
+from conciser.rewards import REWARDS
 from conciser.trainers.train import prepare, train
 
 from trainer_helpers import completion
 
-CARD = ["laser_d", "laser_de", "dler", "dler_da", "drpo", "hapo", "curriculum"]
-# what each recipe must show in its logs (besides the common length/ metrics)
+METHODS = [*REWARDS, "grpo"]  # every registered reward, and plain GRPO (correctness only)
+# what a recipe must show in its logs (besides the common length/ metrics), where its method logs more
 SIGNS = {
     "laser_d": {"laser_d/target_easy", "laser_d/monitor_solved_frac"},
     "laser_de": {"laser_de/target_hard", "laser_de/monitor_solved_frac"},
@@ -29,7 +31,15 @@ SIGNS = {
     "drpo": {"drpo/live_group_frac", "drpo/objective", "drpo/kl"},
     "hapo": {"hapo/history_known_frac"},
     "curriculum": {"length/budget"},
+    "palu": {"palu/budget_mean"},
+    "dot": {"dot/cut_frac"},
+    "kimi": {"rewards/kimi/mean"},
 }
+
+
+def test_every_registered_reward_has_a_toy_recipe():
+    missing = [name for name in REWARDS if f"toy/{name}" not in list_recipes()]
+    assert not missing, f"registered rewards without recipes/toy/<name>.yaml: {missing}"
 
 
 def _script(p, j, call):
@@ -37,18 +47,19 @@ def _script(p, j, call):
     return completion(p, correct=h % 3 != 0, extra=h % 40)
 
 
-@pytest.mark.parametrize("method", CARD)
-def test_card_recipe_validates_and_names_its_launch_command(method):
+@pytest.mark.parametrize("method", METHODS)
+def test_toy_recipe_validates_and_names_its_launch_command(method):
     assert resolve_recipe_path(f"toy/{method}").read_text().splitlines()[0] == f"# conciser train toy/{method}"
     recipe, rows, reward, args = prepare(f"toy/{method}", [])
-    assert recipe.model.name_or_path == "toy" and recipe.data.dataset == "toy" and reward.name == method
+    assert recipe.model.name_or_path == "toy" and recipe.data.dataset == "toy"
+    assert reward.name == ("laser" if method == "grpo" else method)
     assert args.max_completion_length <= 224 and args.max_steps == 60
     # DLER's dynamic sampling runs out of mixed groups on the toy after ~15 steps: its recipes top up
     assert recipe.sampling.on_exhausted == ("fill" if method.startswith("dler") else "error")
 
 
-@pytest.mark.parametrize("method", CARD)
-def test_card_recipe_trains_end_to_end(method, tiny_toy_model, scripted, tmp_path):
+@pytest.mark.parametrize("method", METHODS)
+def test_toy_recipe_trains_end_to_end(method, tiny_toy_model, scripted, tmp_path):
     scripted(None, _script)
     extra = ["rewards.params.total_steps=2"] if method == "curriculum" else []
     out = train(f"toy/{method}", [
@@ -59,7 +70,7 @@ def test_card_recipe_trains_end_to_end(method, tiny_toy_model, scripted, tmp_pat
     steps = [log for log in logs if "loss" in log]
     assert len(steps) == 2
     seen = set().union(*steps)
-    assert {"length/mean", "length/truncated_frac", "length/budget", "correct/frac"} | SIGNS[method] <= seen
+    assert {"length/mean", "length/truncated_frac", "length/budget", "correct/frac"} | SIGNS.get(method, set()) <= seen
     before = AutoModelForCausalLM.from_pretrained(tiny_toy_model).state_dict()
     after = AutoModelForCausalLM.from_pretrained(out).state_dict()
     assert sum(not torch.equal(before[k], after[k]) for k in before) >= len(before) // 2
