@@ -6,19 +6,18 @@ Run: .venv/bin/pytest tests/rewards/test_laser_d.py
 import dataclasses
 import json
 import random
+from functools import partial
 
 import pytest
 
-from conciser.rewards import RolloutBatch, build_reward
+from conciser.rewards import build_reward
 from conciser.rewards.laser_d import (is_repetitive, length_grid, min_correct, monitor_bucket,
                                       training_bucket)
 
+from batches import make_batch
 
-def mk(lengths, correct, ids, truncated=None, format_ok=None, max_length=40, step=0, **kw):
-    n = len(lengths)
-    return RolloutBatch(problem_ids=ids, lengths=lengths, correct=correct,
-                        truncated=truncated or [False] * n, format_ok=format_ok or [True] * n,
-                        max_length=max_length, step=step, **kw)
+
+mk = partial(make_batch, max_length=40)
 
 
 @pytest.mark.parametrize("lower,upper,step,expected", [
