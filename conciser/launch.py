@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 LAUNCH_DESTS = ("accelerate", "num_processes", "num_machines", "machine_rank", "main_process_ip",
                 "main_process_port", "launch_dry_run")
 
-VLLM_SERVER_PORT = 8000            # TRL's vllm_server_port default
 VLLM_SERVER_GPU_MEMORY = 0.9       # a server node owns its GPUs (colocate's 0.3 does not apply)
 PROMPT_ALLOWANCE = 1024            # prompt tokens assumed for the vLLM context when the recipe sets none
 
@@ -348,30 +347,16 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
             num_processes = max(gpus, 1) * train_nodes
     per_node = num_processes // train_nodes
     r = load_recipe_anywhere(recipe, overrides, world_size=num_processes)
-    t = r.trainer
-
-    per_device = int(t.get("per_device_train_batch_size", 8))
-    grad_accum = int(t.get("gradient_accumulation_steps", 1))
-    num_generations = int(t.get("num_generations", 8))
+    # TRL's own arithmetic, as the trainer will see it on `num_processes` processes (GRPOConfig derives
+    # steps_per_generation / generation_batch_size and checks that groups fit; its errors name the fields).
+    with hardware_independent_validation(num_processes):
+        args = r.grpo_config()
+    per_device, grad_accum = args.per_device_train_batch_size, args.gradient_accumulation_steps
+    num_generations, steps_per_generation = args.num_generations, args.steps_per_generation
+    generation_batch = args.generation_batch_size
     per_step = per_device * num_processes * grad_accum
-    if t.get("generation_batch_size"):
-        generation_batch = int(t["generation_batch_size"])
-        if generation_batch % (per_device * num_processes):
-            raise UserError(
-                f"trainer.generation_batch_size={generation_batch} is not a multiple of per_device_train_batch_size "
-                f"x processes = {per_device} x {num_processes}; set trainer.steps_per_generation instead")
-        steps_per_generation = generation_batch // (per_device * num_processes)
-    else:
-        steps_per_generation = int(t.get("steps_per_generation") or grad_accum)
-        generation_batch = per_device * num_processes * steps_per_generation
-    if generation_batch % num_generations:
-        raise UserError(
-            f"on {num_processes} processes a generation batch is {per_device} (per_device_train_batch_size) x "
-            f"{num_processes} x {steps_per_generation} (steps_per_generation) = {generation_batch} completions, not a "
-            f"multiple of num_generations={num_generations}; change trainer.steps_per_generation or the process count")
-
-    max_completion = int(t.get("max_completion_length", 512))
-    out = Path(t.get("output_dir") or "trainer_output").resolve()
+    max_completion = args.max_completion_length
+    out = Path(args.output_dir).resolve()
     ckpt = last_checkpoint(out)
     vllm_version = _vllm_version()
     return {
@@ -395,17 +380,17 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
         "generation_batch": generation_batch,
         "prompts_per_generation": generation_batch // num_generations,
         "optimizer_steps_per_generation": max(steps_per_generation // grad_accum, 1),
-        "max_steps": int(t.get("max_steps", -1)),
+        "max_steps": args.max_steps,
         "max_completion_length": max_completion,
         "use_vllm": use_vllm,
         "vllm_mode": ("server" if server else "colocate") if use_vllm else "none",
         "vllm_server": server,
-        "vllm_port": int(t.get("vllm_server_port", VLLM_SERVER_PORT)),
-        "vllm_group_port": int(t.get("vllm_group_port", 51216)),
-        "vllm_tensor_parallel_size": int(t.get("vllm_tensor_parallel_size", 1)),
-        "vllm_max_model_len": int(t.get("vllm_max_model_length") or (PROMPT_ALLOWANCE + max_completion)),
-        "vllm_gpu_memory_utilization": VLLM_SERVER_GPU_MEMORY if server else float(t.get("vllm_gpu_memory_utilization", 0.3)),
-        "vllm_sleep_mode": bool(t.get("vllm_enable_sleep_mode", False)),
+        "vllm_port": args.vllm_server_port,
+        "vllm_group_port": args.vllm_group_port,
+        "vllm_tensor_parallel_size": args.vllm_tensor_parallel_size,
+        "vllm_max_model_len": args.vllm_max_model_length or (PROMPT_ALLOWANCE + max_completion),
+        "vllm_gpu_memory_utilization": VLLM_SERVER_GPU_MEMORY if server else args.vllm_gpu_memory_utilization,
+        "vllm_sleep_mode": args.vllm_enable_sleep_mode,
         "vllm_version": vllm_version or "",
         # `vllm serve` registers the endpoints TRL's client uses for multimodal prompts only with this flag (>= 0.30).
         "vllm_scale_out": _version_at_least(vllm_version, (0, 30)),
