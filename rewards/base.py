@@ -22,6 +22,7 @@ overrides what it uses and touches no trainer file. The trainer never probes wit
     sampling_scores(batch, r)   what dynamic sampling compares within a group
     monitor_due(step)           sample the monitor set now; the result goes to ``update_coverage``
     metrics(batch)              numbers to log under ``<name>/`` each generation batch
+    check_cap(cap)              refuse settings that cannot work under the generation cap
     ==========================  ==================================================================
 """
 
@@ -117,6 +118,10 @@ class LengthReward:
     def update_coverage(self, batch: RolloutBatch) -> None:
         """Take the monitor set's batch (K samples per monitor prompt) sampled because ``monitor_due``."""
 
+    def check_cap(self, cap: int) -> None:
+        """Raise ValueError when this reward's settings cannot work with generations capped at `cap` tokens
+        (the smallest cap of the budget schedule): e.g. a target length no completion can reach."""
+
     def metrics(self, batch: RolloutBatch) -> dict[str, float]:
         """The method's state worth logging for ``batch`` (targets, budgets, history), logged as
         ``<name>/<key>``. Pure."""
@@ -140,6 +145,16 @@ class LengthReward:
 
     def _load_state(self, state: dict[str, Any]) -> None:
         pass
+
+
+def check_targets(name: str, targets: dict[str, int], cap: int) -> None:
+    """A target length (rewards.params.<key>) above the generation cap would never bind: the method would
+    silently become plain correctness, or (LASER-D) fail when its grid is built."""
+    for key, value in targets.items():
+        if value > cap:
+            raise ValueError(f"rewards.params.{key}={value} is above the generation cap {cap} tokens "
+                             f"(trainer.max_completion_length, or the budget schedule's smallest cap), so it "
+                             f"never binds; set {key} <= {cap} or raise the cap")
 
 
 def _check_types(name: str, config_cls: type, values: dict[str, Any]) -> None:

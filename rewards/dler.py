@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from conciser.rewards._stats import as_tuple, mean
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LengthReward, check_targets
 from conciser.rewards.batch import RolloutBatch
 
 
@@ -60,6 +60,9 @@ class Dler(LengthReward):
 
     def targets(self, batch: RolloutBatch) -> list[int]:
         return [self.config.target_length] * len(batch)
+
+    def check_cap(self, cap: int) -> None:
+        check_targets(self.name, {"target_length": self.config.target_length}, cap)
 
     def scores(self, batch: RolloutBatch) -> list[float]:
         """The unmodified score (before the truncation penalty and the stop-properly multiplier)."""
@@ -110,6 +113,9 @@ class DlerDA(Dler):
             if any(n < 1 for n in ls):
                 raise ValueError(f"dler_da.truncation_lengths={list(ls)} must be >= 1 token")
             _check_coef("dler_da", self.stop_penalty_coef)
+
+    def check_cap(self, cap: int) -> None:
+        check_targets(self.name, {"truncation_lengths": max(self.config.truncation_lengths)}, cap)
 
     def targets(self, batch: RolloutBatch) -> list[int]:
         """Each completion's truncation length: level = number of thresholds p reaches."""

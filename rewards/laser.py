@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LengthReward, check_targets
 from conciser.rewards.batch import RolloutBatch
 
 MODES = ("reward", "penalty", "hybrid")
@@ -77,6 +77,9 @@ class Laser(LengthReward):
             if self.target_length < 1:
                 raise ValueError(f"laser.target_length={self.target_length} must be >= 1 token")
             check_laser_fields("laser", self.alpha, self.mode)
+
+    def check_cap(self, cap: int) -> None:
+        check_targets(self.name, {"target_length": self.config.target_length}, cap)
 
     def reward(self, batch: RolloutBatch) -> list[float]:
         c = self.config

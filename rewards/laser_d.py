@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar, Hashable, Literal, Sequence
 
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LengthReward, check_targets
 from conciser.rewards.batch import RolloutBatch
 from conciser.rewards.laser import base_scores, check_laser_fields, step_bonus
 
@@ -200,6 +200,9 @@ class LaserD(LengthReward):
                 if ecr >= self.config.expected_correct and length < out[b]:
                     out[b] = length
         return out
+
+    def check_cap(self, cap: int) -> None:
+        check_targets(self.name, {"target_length": self.config.target_length}, cap)
 
     def refresh_due(self, step: int) -> bool:
         """The coverage statistics are due at ``step``: none yet, or ``refresh_every`` steps old."""

@@ -17,7 +17,7 @@ from unittest import mock
 import pytest
 
 from conciser.launch import (accelerate_config_names, build_accelerate_command,
-                             forwarded_argv, hardware_independent_validation, last_checkpoint, maybe_relaunch,
+                             forwarded_argv, hardware_independent_validation, maybe_relaunch,
                              resolve_accelerate_config)
 from conciser import train_cli as train
 
@@ -96,15 +96,6 @@ def test_maybe_relaunch(capsys):
     printed = capsys.readouterr().out
     assert "accelerate.commands.launch --config_file" in printed and "cpu_ddp.yaml" in printed
     assert printed.strip().endswith("-m conciser.cli train toy/laser trainer.max_steps=1")
-
-
-def test_last_checkpoint_skips_half_written(tmp_path):
-    assert last_checkpoint(tmp_path / "missing") is None
-    for step, complete in ((10, True), (20, True), (30, False)):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-        if complete:
-            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-20"
 
 
 @pytest.mark.parametrize("name", ["ddp", "zero2", "zero2_offload", "zero3", "zero3_offload", "multi_node"])

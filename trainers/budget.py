@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-SCHEDULES = ("constant", "reward", "exponential", "linear", "stages")
+from conciser.config import SCHEDULES  # one source: the recipe's budget block
+
 CURRICULUM_PARAMS = ("start_budget", "end_budget", "num_decays", "total_steps", "rounding")
 STAGE_PARAMS = ("caps", "stage_starts")
 
@@ -44,6 +45,12 @@ class BudgetSchedule:
 
     def budgets_for(self, problem_ids: Sequence[str], step: int) -> list[int]:
         return [self.budget_at(step)] * len(problem_ids)
+
+    def smallest_cap(self, max_steps: int) -> int:
+        """The smallest cap over steps 0..max_steps (per-question budgets: the overall cap, an upper bound)."""
+        if self.per_prompt:
+            return self.cap
+        return min(self.budget_at(s) for s in range(max(max_steps, 0) + 1))
 
 
 class StepBudget(BudgetSchedule):

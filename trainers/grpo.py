@@ -18,7 +18,8 @@ recipe's `LengthReward` scores the whole gathered batch. Once per generation bat
 5. dynamic sampling (`trainers/sampling.py`): drops all-equal groups and refills from new prompts;
 6. turns rewards into advantages with the recipe's estimator (`trainers/advantages.py`); an
    estimator that owns its loss (DRPO) replaces TRL's clipped loss;
-7. checkpoints reward and controller state as JSON next to TRL's files and restores it on resume.
+7. checkpoints reward and controller state as JSON next to TRL's files, marks the folder complete
+   last (`trainers/checkpoints.py`), and restores the state on resume.
 
 The trainer knows the reward and the estimator only through what their base classes declare
 (`LengthReward`, `Estimator`): a new method touches no file here.
@@ -49,15 +50,17 @@ from conciser.rewards import LengthReward, RolloutBatch
 from conciser.rewards.grading import THINK_CLOSE, get_grader
 from conciser.trainers.advantages import EstimatorInput, LossInput, build_estimator, sequence_scores
 from conciser.trainers.budget import build_budget, set_generation_cap
+from conciser.trainers.checks import check_training_blocks
+from conciser.trainers.checkpoints import mark_complete
 from conciser.trainers.rollouts import (
     PHASE_ENTROPIES, Row, check_needs, completion_text, phase_fields, rollout_batch,
 )
 from conciser.trainers.sampling import (
-    METRICS, ON_EXHAUSTED, DynamicSamplingError, Refill, SamplingStats, concat_rows, fill_flags, gather_rows,
+    DynamicSamplingError, Refill, SamplingStats, concat_rows, fill_flags, gather_rows,
     keep_groups, pad_values, row_keys, take_rows, trim_padding,
 )
 
-__all__ = ["ConciseGRPOTrainer", "check_training_blocks", "completion_text"]
+__all__ = ["ConciseGRPOTrainer", "completion_text"]
 
 log = logging.getLogger(__name__)
 
@@ -108,33 +111,6 @@ class _Gathered:
     token_counts: torch.Tensor
     scores: torch.Tensor | None
     group: int
-
-
-def check_training_blocks(reward: LengthReward, advantage: AdvantageConfig, sampling: SamplingConfig,
-                          budget: BudgetConfig, args: GRPOConfig) -> None:
-    """Cross-block checks that need no model; ValueError names the field and what to set instead."""
-    check_needs(reward.needs(), reward.name)
-    build_estimator(advantage.estimator, advantage.params).setup(reward, args)
-    if sampling.metric not in METRICS:
-        raise ValueError(f"sampling.metric: unknown metric {sampling.metric!r}; valid: {', '.join(METRICS)}")
-    if sampling.max_gen_batches < 1:
-        raise ValueError("sampling.max_gen_batches: must be >= 1 (generation batches per step)")
-    if sampling.on_exhausted not in ON_EXHAUSTED:
-        raise ValueError(f"sampling.on_exhausted: unknown value {sampling.on_exhausted!r}; valid: "
-                         f"{', '.join(ON_EXHAUSTED)}")
-    if sampling.monitor_prompts < 1:
-        raise ValueError("sampling.monitor_prompts: must be >= 1")
-    build_budget(budget.schedule, budget.params, reward, args.max_completion_length, args.max_steps)
-    if budget.prompt and reward.budget_prompt(0) is None:
-        raise ValueError(f"budget.prompt=true: the {reward.name!r} reward has no budget prompt "
-                         f"(curriculum and thinkprune do); set budget.prompt=false")
-    gen = args.generation_kwargs or {}
-    if budget.schedule != "constant" and ({"max_tokens", "max_new_tokens"} & set(gen)):
-        raise ValueError("trainer.generation_kwargs sets max_tokens/max_new_tokens, which would override the "
-                         f"budget schedule {budget.schedule!r}; remove it (the budget sets the cap)")
-    if budget.schedule == "constant" and reward.budget_kind is not None:
-        log.warning("the %s reward has a budget but budget.schedule=constant generates with "
-                    "trainer.max_completion_length; set budget.schedule=reward to generate with it", reward.name)
 
 
 class ConciseGRPOTrainer(GRPOTrainer):
@@ -556,11 +532,14 @@ class ConciseGRPOTrainer(GRPOTrainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
+        ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
         if self.args.should_save:
-            ckpt = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
             tmp = ckpt / (REWARD_STATE_FILE + ".tmp")
             tmp.write_text(json.dumps(self.state_dict()))
             os.replace(tmp, ckpt / REWARD_STATE_FILE)  # atomic: a crash never leaves half a file
+        self.accelerator.wait_for_everyone()  # every rank's shards are on disk before the marker
+        if self.args.should_save:
+            mark_complete(ckpt, self.state.global_step)  # last: only now is the checkpoint usable
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)

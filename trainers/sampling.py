@@ -28,9 +28,6 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-METRICS = ("auto", "reward", "correct")
-ON_EXHAUSTED = ("error", "fill")
-
 # Per-completion tensors whose first dimension is the completion; how each is padded across ranks.
 LEFT_PADDED = ("prompt_ids", "prompt_mask")
 

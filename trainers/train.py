@@ -13,12 +13,14 @@ import logging
 import os
 from pathlib import Path
 
+from conciser import trainer_fields
 from conciser.errors import MissingInput
 
 log = logging.getLogger(__name__)
 
-# Defaults applied under the recipe's trainer block (the recipe wins).
-TRAINER_DEFAULTS = {"report_to": "none", "save_strategy": "no", "logging_steps": 1}
+# Defaults applied under the recipe's trainer block (the recipe wins). Checkpoints follow TRL's defaults
+# (every save_steps, 500) unless the recipe says otherwise: a run must be resumable.
+TRAINER_DEFAULTS = {"report_to": "none", "logging_steps": 1}
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -36,12 +38,13 @@ def _has_cuda() -> bool:
 
 
 def prepare(recipe_name: str, overrides: list[str], wandb: bool = False):
-    """Validate everything that can be validated without a model (recipe, data, reward, and how the
-    advantage / sampling / budget blocks fit the reward and trainer). Returns (recipe, rows, reward, grpo_args)."""
-    from conciser.config import RecipeError, load_recipe
+    """Validate everything that can be validated without a model, cheapest first: the recipe (no TRL
+    import), the data rows, the reward, the gold answers, then TRL's own config and how the advantage /
+    sampling / budget blocks fit the reward and trainer. Returns (recipe, rows, reward, grpo_args)."""
+    from conciser.config import RecipeError, check_trainer_block, load_recipe
     from conciser.rewards import build_reward
-    from conciser.trainers.data import attach_target_lengths, load_rows
-    from conciser.trainers.grpo import check_training_blocks
+    from conciser.trainers.checks import check_training_blocks
+    from conciser.trainers.data import attach_target_lengths, check_golds, load_rows
 
     recipe = load_recipe(recipe_name, overrides)
     trainer_block = {**TRAINER_DEFAULTS, **recipe.trainer}
@@ -50,34 +53,58 @@ def prepare(recipe_name: str, overrides: list[str], wandb: bool = False):
         trainer_block.setdefault("use_cpu", True)
     if wandb:
         trainer_block["report_to"] = "wandb"
-    recipe.trainer = trainer_block
+    recipe.trainer = check_trainer_block(trainer_block)
     rows = load_rows(recipe.data)
     reward = build_reward(recipe.rewards.method, **recipe.rewards.params)
-    args = recipe.grpo_config()
-    rows = attach_target_lengths(rows, recipe.data, reward, args.max_completion_length)
+    settings = trainer_fields.resolved(recipe.trainer)  # the trainer block over TRL's defaults, no TRL import
+    rows = attach_target_lengths(rows, recipe.data, reward, settings.max_completion_length)
     try:
-        check_training_blocks(reward, recipe.advantage, recipe.sampling, recipe.budget, args)
+        check_training_blocks(reward, recipe.advantage, recipe.sampling, recipe.budget, settings)
     except ValueError as exc:
         raise RecipeError(str(exc)) from None
+    rows = check_golds(rows, recipe.data)
+    args = recipe.grpo_config()  # imports TRL: only now, and TRL's own checks run
     return recipe, rows, reward, args
+
+
+def resume_checkpoint(resume: str | None, output_dir: Path) -> str | None:
+    """The checkpoint `--resume` means: the last complete one in the output dir (`last`), or the folder
+    given, which must be complete. Decided before any model loads."""
+    from conciser.trainers.checkpoints import incomplete_reason, last_complete_checkpoint
+
+    if resume is None:
+        return None
+    if resume == "last":
+        found = last_complete_checkpoint(output_dir)
+        if found is None:
+            raise MissingInput(f"--resume: no complete checkpoint-* folder in {output_dir}; train first (checkpoints "
+                               f"are written every trainer.save_steps) or pass a checkpoint folder")
+        return str(found)
+    reason = incomplete_reason(resume)
+    if reason is not None:
+        last = last_complete_checkpoint(Path(resume).parent, notice=False)
+        hint = f"; the last complete one there is {last}" if last else ""
+        raise MissingInput(f"--resume {resume}: not a complete checkpoint ({reason}){hint}")
+    return str(resume)
 
 
 def train(recipe_name: str, overrides: list[str] | None = None, resume: str | None = None,
           wandb: bool = False) -> Path:
     """Run a recipe end to end; returns the output dir holding the final model."""
+    recipe, rows, reward, args = prepare(recipe_name, overrides or [], wandb)
+    out = Path(args.output_dir)
+    checkpoint = resume_checkpoint(resume, out)
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
 
     from conciser.config import write_resolved
     from conciser.trainers.data import to_dataset
     from conciser.trainers.grpo import ConciseGRPOTrainer
 
-    recipe, rows, reward, args = prepare(recipe_name, overrides or [], wandb)
-    out = Path(args.output_dir)
     write_resolved(recipe, out)
-    log.info("recipe %s: %d prompts, reward %s, output %s", recipe.source, len(rows), reward.name, out)
-
+    log.info("recipe %s: %d prompts, reward %s, output %s%s", recipe.source, len(rows), reward.name, out,
+             f", resuming from {checkpoint}" if checkpoint else "")
     model_path = resolve_model_path(recipe.model.name_or_path)
     dtype = "auto" if recipe.model.dtype == "auto" else getattr(torch, recipe.model.dtype)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -87,13 +114,6 @@ def train(recipe_name: str, overrides: list[str] | None = None, resume: str | No
         length_reward=reward, grader=recipe.data.grader, allow_fresh_state=recipe.rewards.allow_fresh_state,
         advantage=recipe.advantage, sampling=recipe.sampling, budget=recipe.budget,
     )
-    checkpoint = None
-    if resume == "last":
-        checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
-        if checkpoint is None:
-            raise MissingInput(f"--resume: no checkpoint-* folder in {out}; train first or pass a path")
-    elif resume:
-        checkpoint = resume
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(out))
     trainer.save_state()  # trainer_state.json with the log history, next to the model
