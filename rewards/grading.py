@@ -54,6 +54,8 @@ from functools import lru_cache
 from multiprocessing.connection import Connection, wait
 from typing import Callable, Sequence
 
+from conciser.rewards.lenient import lenient_answer
+
 logger = logging.getLogger(__name__)
 
 # Values of Grade.error.
@@ -132,25 +134,37 @@ def _last_box(text: str) -> str | None:
     return last
 
 
-def _extract(completion: str) -> tuple[str | None, str | None]:
+EXTRACTIONS = ("boxed", "lenient")   # how an answer is read: see extract_answer
+
+
+def _check_extraction(extraction: str) -> None:
+    if extraction not in EXTRACTIONS:
+        raise ValueError(f"unknown extraction {extraction!r}; valid: {', '.join(EXTRACTIONS)}")
+
+
+def _extract(completion: str, extraction: str = "boxed") -> tuple[str | None, str | None]:
     """(answer, error): the answer as `extract_answer` defines it, or None and the reason."""
+    _check_extraction(extraction)
     if THINK_CLOSE in completion:
         completion = completion.rsplit(THINK_CLOSE, 1)[1]
     elif THINK_OPEN in completion:
         return None, UNCLOSED_THINK
     answer = _last_box(completion)
+    if answer is None and extraction == "lenient" and _BOX_RE.search(completion) is None:
+        answer = lenient_answer(completion, DEFAULT_TIMEOUT)   # no box at all (a cut-off box is no answer)
     if answer is None or not answer.strip():
         return None, NO_ANSWER
     return answer.strip(), None
 
 
-def extract_answer(completion: str) -> str | None:
+def extract_answer(completion: str, extraction: str = "boxed") -> str | None:
     """The content of the last ``\\boxed{}`` / ``\\fbox{}`` after the end of thinking.
 
     Nested braces are handled (``\\boxed{\\frac{1}{2}}`` -> ``\\frac{1}{2}``). Returns None when there
     is no (non-empty, closed) box, or when ``<think>`` is opened and never closed.
+    ``extraction="lenient"``: with no box after thinking, what math-verify reads there (rewards/lenient.py).
     """
-    return _extract(completion)[0]
+    return _extract(completion, extraction)[0]
 
 
 # ---------------------------------------------------------------- math-verify (runs in workers)
@@ -467,13 +481,13 @@ def _check_timeout(timeout: float) -> None:
 
 
 def grade_batch(*, golds: list[str], completions: list[str], timeout: float = DEFAULT_TIMEOUT,
-                workers: int | None = None, progress: bool = False) -> list[Grade]:
+                workers: int | None = None, progress: bool = False, extraction: str = "boxed") -> list[Grade]:
     """Grade ``completions[i]`` against ``golds[i]`` with math-verify; one Grade per item, in order.
 
     Each distinct (gold, answer) pair gets at most ``timeout`` seconds of a worker process; one that
     runs over is graded incorrect with ``timed_out=True`` and its worker is replaced. ``workers``
     sets the size of the shared pool (default: up to 8, at most the CPUs available, grown on demand).
-    Verdicts are identical to calling :func:`grade` on each item.
+    Verdicts are identical to calling :func:`grade` on each item. ``extraction``: see :func:`extract_answer`.
     """
     if len(golds) != len(completions):
         raise ValueError(f"golds and completions differ in length: {len(golds)} vs {len(completions)}")
@@ -485,7 +499,7 @@ def grade_batch(*, golds: list[str], completions: list[str], timeout: float = DE
     todo: dict[tuple[str, str], list[int]] = {}  # distinct pair -> the items that share it
     answers: list[str | None] = []
     for i, (gold, completion) in enumerate(zip(golds, completions)):
-        answer, error = _extract(completion)
+        answer, error = _extract(completion, extraction)
         answers.append(answer)
         if answer is None:
             grades[i] = Grade(correct=False, extracted=None, error=error)
@@ -532,30 +546,30 @@ def grade_batch(*, golds: list[str], completions: list[str], timeout: float = DE
     return grades  # type: ignore[return-value]
 
 
-def grade(*, gold: str, completion: str, timeout: float = DEFAULT_TIMEOUT) -> Grade:
+def grade(*, gold: str, completion: str, timeout: float = DEFAULT_TIMEOUT, extraction: str = "boxed") -> Grade:
     """Grade one completion against its gold answer (gold first; see the module docstring).
 
     Runs in the shared worker pool under a ``timeout``-second deadline, exactly as
     :func:`grade_batch` does, so it is safe from any thread.
     """
-    return grade_batch(golds=[gold], completions=[completion], timeout=timeout)[0]
+    return grade_batch(golds=[gold], completions=[completion], timeout=timeout, extraction=extraction)[0]
 
 
-def grade_toy(*, gold: str, completion: str) -> Grade:
+def grade_toy(*, gold: str, completion: str, extraction: str = "boxed") -> Grade:
     """The toy task's grader: exact match of the boxed digit after thinking (no sympy, no pool)."""
-    answer, error = _extract(completion)
+    answer, error = _extract(completion, extraction)
     if answer is None:
         return Grade(correct=False, extracted=None, error=error)
     return Grade(correct=answer == gold.strip(), extracted=answer)
 
 
 def grade_toy_batch(*, golds: list[str], completions: list[str], timeout: float = DEFAULT_TIMEOUT,
-                    workers: int | None = None, progress: bool = False) -> list[Grade]:
+                    workers: int | None = None, progress: bool = False, extraction: str = "boxed") -> list[Grade]:
     """:func:`grade_toy` per item. ``timeout``, ``workers`` and ``progress`` are accepted and unused,
     so that every grader in ``GRADERS`` can be called the same way."""
     if len(golds) != len(completions):
         raise ValueError(f"golds and completions differ in length: {len(golds)} vs {len(completions)}")
-    return [grade_toy(gold=g, completion=c) for g, c in zip(golds, completions)]
+    return [grade_toy(gold=g, completion=c, extraction=extraction) for g, c in zip(golds, completions)]
 
 
 GRADERS: dict[str, Callable[..., list[Grade]]] = {
@@ -571,7 +585,15 @@ def get_grader(name: str) -> Callable[..., list[Grade]]:
     return GRADERS[name]
 
 
+def unparseable_golds(golds: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, workers: int | None = None) -> list[int]:
+    """Indices of the golds the grader cannot parse (``GOLD_PARSE_ERROR``) or that are blank: every answer to
+    them would be graded wrong. Each is graded against "0"; the verdict path parses the gold first."""
+    golds = [str(g) for g in golds]
+    grades = grade_batch(golds=golds, completions=["\\boxed{0}"] * len(golds), timeout=timeout, workers=workers)
+    return [i for i, (g, r) in enumerate(zip(golds, grades)) if not g.strip() or r.error == GOLD_PARSE_ERROR]
+
+
 __all__ = [
-    "GRADERS", "Grade", "extract_answer", "get_grader", "grade", "grade_batch", "grade_toy",
-    "grade_toy_batch", "shutdown", "clear_cache",
+    "EXTRACTIONS", "GRADERS", "Grade", "extract_answer", "get_grader", "grade", "grade_batch", "grade_toy",
+    "grade_toy_batch", "shutdown", "clear_cache", "unparseable_golds",
 ]

@@ -6,7 +6,9 @@ import pytest
 
 pytest.importorskip("vllm")
 
+from conciser.eval import generate  # noqa: E402
 from conciser.eval import run as run_mod  # noqa: E402
+from conciser.eval.config import EvalConfig  # noqa: E402
 from conciser.eval.backends import Request, TransformersBackend  # noqa: E402
 
 pytestmark = pytest.mark.vllm
@@ -22,9 +24,9 @@ def vllm_toy(tmp_path_factory):
     tok = toy.build_tokenizer()
     build_model(ToyBaseConfig(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=128), tok).save_pretrained(path)
     tok.save_pretrained(path)
-    cfg = run_mod.EvalConfig(model=str(path), backend="vllm", dtype="float32")
-    tokenizer = run_mod.load_tokenizer(str(path))
-    backend = run_mod._backend_factory(cfg, tokenizer, max_model_len=512)   # the path evaluate() takes
+    cfg = EvalConfig(model=str(path), backend="vllm", dtype="float32")
+    tokenizer = generate.load_tokenizer(str(path))
+    backend = generate.backend_factory(cfg, tokenizer, max_model_len=512)   # the path evaluate() takes
     yield path, tokenizer, backend
     backend.close()
 
@@ -60,7 +62,7 @@ def test_vllm_matches_transformers_greedy_and_counts_tokens_alike(vllm_toy):
 
 def test_vllm_evaluate_toy_and_resume(vllm_toy, tmp_path):
     path, _, backend = vllm_toy
-    cfg = run_mod.EvalConfig(model=str(path), benchmarks=["toy"], n=2, limit=6, backend="vllm", out_dir=tmp_path / "a",
+    cfg = EvalConfig(model=str(path), benchmarks=["toy"], n=2, limit=6, backend="vllm", out_dir=tmp_path / "a",
                              progress=False, print_table=False)
     s = run_mod.evaluate_many(cfg, _backend=backend)["toy"]
     assert s["backend"] == "vllm" and s["n_samples"] == 12 and s["temperature"] == 0.6 and "by_level" in s

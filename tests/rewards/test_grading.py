@@ -11,7 +11,8 @@ import pytest
 from conciser import toy
 from conciser.rewards import grading
 from conciser.rewards.grading import (
-    GRADERS, Grade, extract_answer, get_grader, grade, grade_batch, grade_toy, grade_toy_batch,
+    EXTRACTIONS, GRADERS, Grade, extract_answer, get_grader, grade, grade_batch, grade_toy, grade_toy_batch,
+    unparseable_golds,
 )
 
 # Far beyond anything sympy can evaluate: math-verify would spend hours on it.
@@ -271,3 +272,58 @@ def test_registry():
     # every grader takes the same call
     for name in GRADERS:
         assert get_grader(name)(golds=["7"], completions=["</think> \\boxed{7}"], timeout=5.0)[0].correct
+
+
+# ---------------------------------------------------------------- answer extraction modes
+
+# (case, gold, completion, boxed: (correct, extracted, error), lenient: (correct, extracted, error)).
+# "lenient" falls back to math-verify's own extraction only when no box follows the thinking.
+EXTRACTION_ROWS = [
+    ("boxed", "12", "<think>try 11</think> So it is \\boxed{12}.",
+     (True, "12", None), (True, "12", None)),
+    ("unboxed last number", "8", "There are 3 apples, then 5 more, so 8.",
+     (False, None, "no_answer"), (True, "8", None)),
+    ("unboxed expression", "\\frac{3}{4}", "<think>half of 1.5</think> We get $\\frac{3}{4}$ as the result.",
+     (False, None, "no_answer"), (True, "\\frac{3}{4}", None)),
+    ("unboxed wrong expression", "\\frac{3}{4}", "The final answer is $\\frac{2}{3}$. I hope it is correct.",
+     (False, None, "no_answer"), (False, "\\frac{2}{3}", None)),
+    ("no answer", "8", "<think>no idea</think> I cannot solve this.",
+     (False, None, "no_answer"), (False, None, "no_answer")),
+    ("answer only inside the thinking", "7", "<think>it is 7, so \\boxed{7}</think> Hmm, not sure.",
+     (False, None, "no_answer"), (False, None, "no_answer")),
+    ("thinking cut off", "7", "<think>it is 7", (False, None, "unclosed_think"), (False, None, "unclosed_think")),
+    ("box cut off is not replaced by a number", "12", "So 3 + 9 gives \\boxed{1",
+     (False, None, "no_answer"), (False, None, "no_answer")),
+]
+
+
+@pytest.mark.parametrize("case,gold,completion,boxed,lenient", EXTRACTION_ROWS, ids=[r[0] for r in EXTRACTION_ROWS])
+def test_extraction_modes(case, gold, completion, boxed, lenient):
+    for mode, want in (("boxed", boxed), ("lenient", lenient)):
+        g = grade(gold=gold, completion=completion, extraction=mode)
+        assert (g.correct, g.extracted, g.error) == want, mode
+        assert extract_answer(completion, extraction=mode) == want[1]
+    # the default stays "boxed": training rewards must not credit unboxed answers
+    assert grade(gold=gold, completion=completion) == grade(gold=gold, completion=completion, extraction="boxed")
+
+
+def test_extraction_mode_reaches_every_grader():
+    assert EXTRACTIONS == ("boxed", "lenient")
+    unboxed = "<think> a: 1 + 2 = 3 . </think> it is 3 <|end|>"
+    for name in GRADERS:
+        assert not get_grader(name)(golds=["3"], completions=[unboxed])[0].correct
+        assert get_grader(name)(golds=["3"], completions=[unboxed], extraction="lenient")[0].correct
+    assert grade_toy(gold="3", completion=unboxed, extraction="lenient").extracted == "3"
+    with pytest.raises(ValueError, match="unknown extraction 'loose'; valid: boxed, lenient"):
+        grade_batch(golds=["1"], completions=["1"], extraction="loose")
+    with pytest.raises(ValueError, match="unknown extraction"):
+        extract_answer("1", extraction="loose")
+
+
+def test_unparseable_golds():
+    # "}{" yields nothing to parse (GOLD_PARSE_ERROR); a blank gold has nothing to compare with.
+    # Broken LaTeX such as "\\frac{1}{" is not flagged: math-verify falls back to its raw string,
+    # and the verdict path counts that as a parsed gold (it can match an identical string only).
+    golds = ["\\frac{1}{2}", "}{", "0", "", "x=3", "\\text{(C)}"]
+    assert unparseable_golds(golds) == [1, 3]
+    assert unparseable_golds([]) == []
