@@ -29,8 +29,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad option reported as one line (the usage is one `-h` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="conciser", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="conciser", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (also after the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in COMMANDS.items():
@@ -52,14 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     module_name, help_ = COMMANDS[known.command]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"conciser {known.command}", description=help_)
+    parser = _Parser(prog=f"conciser {known.command}", description=help_)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     module.add_arguments(parser)
     idx = argv.index(known.command)
     # Intermixed: `conciser train RECIPE --accelerate zero3 key=value` works in any order.
     args = parser.parse_intermixed_args(argv[idx + 1:])
+    verbose = vars(args).pop("verbose")  # the CLI's flag, not the command's option
     logging.basicConfig(
-        level=logging.DEBUG if known.verbose or args.verbose else logging.INFO,
+        level=logging.DEBUG if known.verbose or verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
     )
     try:

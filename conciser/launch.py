@@ -320,7 +320,7 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
             raise UserError(f"--allocated-nodes {allocated_nodes}: vLLM server mode needs one node for the "
                              f"server plus at least one training node; allocate 2+ nodes or use --vllm-layout colocate")
     else:
-        train_nodes = nodes or 1
+        train_nodes = 1 if nodes is None else nodes
     if train_nodes < 1:
         raise UserError(f"--nodes {train_nodes}: must be >= 1")
 

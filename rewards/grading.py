@@ -585,12 +585,25 @@ def get_grader(name: str) -> Callable[..., list[Grade]]:
     return GRADERS[name]
 
 
+def _balanced(s: str) -> bool:
+    """Every unescaped ``{`` closed, in order (``\\frac{1}{`` is not)."""
+    depth = 0
+    for i, ch in enumerate(s):
+        if ch in "{}" and (i == 0 or s[i - 1] != "\\"):
+            depth += 1 if ch == "{" else -1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
 def unparseable_golds(golds: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, workers: int | None = None) -> list[int]:
-    """Indices of the golds the grader cannot parse (``GOLD_PARSE_ERROR``) or that are blank: every answer to
-    them would be graded wrong. Each is graded against "0"; the verdict path parses the gold first."""
+    """Indices of the golds the grader cannot parse: blank, with unbalanced braces (math-verify would fall back
+    to comparing the broken text as a string), or ``GOLD_PARSE_ERROR``. Every answer to them would be graded
+    wrong. Each is graded against "0"; the verdict path parses the gold first."""
     golds = [str(g) for g in golds]
     grades = grade_batch(golds=golds, completions=["\\boxed{0}"] * len(golds), timeout=timeout, workers=workers)
-    return [i for i, (g, r) in enumerate(zip(golds, grades)) if not g.strip() or r.error == GOLD_PARSE_ERROR]
+    return [i for i, (g, r) in enumerate(zip(golds, grades))
+            if not g.strip() or not _balanced(g) or r.error == GOLD_PARSE_ERROR]
 
 
 __all__ = [

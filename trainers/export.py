@@ -145,8 +145,6 @@ def export_checkpoint(checkpoint: Path, out: Path, *, tokenizer: Path | None = N
                       dtype: str = "auto", tag: str | None = None, max_shard_size: str = "5GB",
                       overwrite: bool = False) -> dict:
     """Write the model in `checkpoint` to `out` as a standalone HF model; return the export record."""
-    from transformers import AutoTokenizer, GenerationConfig
-
     checkpoint, out = Path(checkpoint), Path(out)
     tokenizer = Path(tokenizer) if tokenizer else None
     base_model = Path(base_model) if base_model else None
@@ -167,6 +165,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, tokenizer: Path | None = N
         raise MissingInput(f"{checkpoint} has no tokenizer; pass --tokenizer DIR (e.g. the model the run started from)")
     if not _has_tokenizer(tok_src):
         raise MissingInput(f"--tokenizer {tok_src} holds no tokenizer (no tokenizer_config.json / tokenizer.json)")
+    from transformers import AutoTokenizer, GenerationConfig  # after the input checks: they cost nothing
     tmp = staging_dir(out, (checkpoint,), overwrite)
     t0 = time.time()
     try:

@@ -37,10 +37,11 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def prepare(recipe_name: str, overrides: list[str], wandb: bool = False):
+def prepare(recipe_name: str, overrides: list[str], wandb: bool = False, resume: str | None = None):
     """Validate everything that can be validated without a model, cheapest first: the recipe (no TRL
-    import), the data rows, the reward, the gold answers, then TRL's own config and how the advantage /
-    sampling / budget blocks fit the reward and trainer. Returns (recipe, rows, reward, grpo_args)."""
+    import), the data rows, the reward, how the blocks fit together, the gold answers, `--resume`; then
+    TRL's own config. Returns (recipe, rows, reward, grpo_args); `resume_checkpoint` says where --resume
+    starts."""
     from conciser.config import RecipeError, check_trainer_block, load_recipe
     from conciser.rewards import build_reward
     from conciser.trainers.checks import check_training_blocks
@@ -54,9 +55,10 @@ def prepare(recipe_name: str, overrides: list[str], wandb: bool = False):
     if wandb:
         trainer_block["report_to"] = "wandb"
     recipe.trainer = check_trainer_block(trainer_block)
+    settings = trainer_fields.resolved(recipe.trainer)  # the trainer block over TRL's defaults, no TRL import
+    resume_checkpoint(resume, Path(settings.output_dir or "trainer_output"))
     rows = load_rows(recipe.data)
     reward = build_reward(recipe.rewards.method, **recipe.rewards.params)
-    settings = trainer_fields.resolved(recipe.trainer)  # the trainer block over TRL's defaults, no TRL import
     rows = attach_target_lengths(rows, recipe.data, reward, settings.max_completion_length)
     try:
         check_training_blocks(reward, recipe.advantage, recipe.sampling, recipe.budget, settings)
@@ -91,9 +93,9 @@ def resume_checkpoint(resume: str | None, output_dir: Path) -> str | None:
 def train(recipe_name: str, overrides: list[str] | None = None, resume: str | None = None,
           wandb: bool = False) -> Path:
     """Run a recipe end to end; returns the output dir holding the final model."""
-    recipe, rows, reward, args = prepare(recipe_name, overrides or [], wandb)
+    recipe, rows, reward, args = prepare(recipe_name, overrides or [], wandb, resume)
     out = Path(args.output_dir)
-    checkpoint = resume_checkpoint(resume, out)
+    checkpoint = resume_checkpoint(resume, out)  # checked in prepare; the same answer, with TRL's output_dir
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
