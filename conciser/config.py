@@ -229,7 +229,7 @@ FREE_FORM = {"trainer"}  # checked against trl.GRPOConfig's fields, then by trl.
 # Ranges and choices of trainer-block fields that TRL leaves unchecked (or checks only after the model
 # loads): min / max inclusive, above exclusive, choices; `allow` lists special values outside the range.
 TRAINER_RULES: dict[str, dict[str, Any]] = {
-    "learning_rate": {"above": 0}, "num_train_epochs": {"above": 0},
+    "learning_rate": {"min": 0, "why": "0 keeps the policy frozen"}, "num_train_epochs": {"above": 0},
     "max_steps": {"min": 1, "allow": (-1,), "why": "-1 trains num_train_epochs epochs"},
     "per_device_train_batch_size": {"min": 1}, "per_device_eval_batch_size": {"min": 1},
     "gradient_accumulation_steps": {"min": 1}, "steps_per_generation": {"min": 1},

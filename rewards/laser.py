@@ -79,7 +79,8 @@ class Laser(LengthReward):
             check_laser_fields("laser", self.alpha, self.mode)
 
     def check_cap(self, cap: int) -> None:
-        check_targets(self.name, {"target_length": self.config.target_length}, cap)
+        if self.config.alpha:  # without a bonus the target plays no part (plain GRPO: toy/grpo)
+            check_targets(self.name, {"target_length": self.config.target_length}, cap)
 
     def reward(self, batch: RolloutBatch) -> list[float]:
         c = self.config

@@ -199,6 +199,7 @@ def test_two_process_cpu_run_through_the_accelerate_wrapping(tiny_sft_toy_model,
     cmd = [sys.executable, "-m", "conciser.cli", "train", "toy/laser",
            f"model.name_or_path={tiny_sft_toy_model}", f"trainer.output_dir={out}", "trainer.max_steps=1",
            "trainer.per_device_train_batch_size=4", "trainer.num_generations=4", "trainer.max_completion_length=16",
+           "rewards.params.target_length=16",
            "trainer.use_vllm=false", "trainer.report_to=none", "trainer.logging_steps=1", "data.n_train=8",
            "--accelerate", "cpu_ddp"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=840)

@@ -86,7 +86,7 @@ CASES = [
     # negative / zero values
     ("max steps negative", T("trainer.max_steps=-5"), "trainer.max_steps: must be >= 1 or -1, got -5"),
     ("n_train negative", T("data.n_train=-3"), "data.n_train: must be >= 1, got -3"),
-    ("learning rate zero", T("trainer.learning_rate=0"), "trainer.learning_rate: must be > 0"),
+    ("learning rate negative", T("trainer.learning_rate=-1e-4"), "trainer.learning_rate: must be >= 0"),
     ("one generation", T("trainer.num_generations=1"), "trainer.num_generations: must be >= 2"),
     ("temperature", T("trainer.temperature=-1"), "trainer.temperature: must be > 0"),
     ("save limit", T("trainer.save_total_limit=1"), "a kill while saving must leave the previous checkpoint"),

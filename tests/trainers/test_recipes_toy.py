@@ -54,6 +54,7 @@ def test_toy_recipe_validates_and_names_its_launch_command(method):
     assert recipe.model.name_or_path == "toy" and recipe.data.dataset == "toy"
     assert reward.name == ("laser" if method == "grpo" else method)
     assert args.max_completion_length <= 224 and args.max_steps == 60
+    assert args.save_strategy == "steps" and args.save_steps <= args.max_steps  # `--resume` has a checkpoint
     # DLER's dynamic sampling runs out of mixed groups on the toy after ~15 steps: its recipes top up
     assert recipe.sampling.on_exhausted == ("fill" if method.startswith("dler") else "error")
 
