@@ -1,0 +1,71 @@
+"""Worker processes: the start-up helper every child process uses, and the deadline pool's scheduling.
+
+Run: .venv/bin/pytest tests/rewards/test_workers.py
+"""
+
+import time
+
+import pytest
+
+from conciser.rewards import workers
+from conciser.rewards.workers import DeadlinePool, spawn
+
+
+def test_spawn_runs_the_target_with_its_arguments():
+    proc, conn = spawn("pool_tasks:echo", 1, "a", {"k": [1.5, None]})
+    try:
+        assert conn.poll(60) and conn.recv() == (1, "a", {"k": [1.5, None]})
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        conn.close()
+    with pytest.raises(ValueError, match="package.module:function"):
+        spawn("pool_tasks.echo")
+
+
+@pytest.fixture
+def pool():
+    p = DeadlinePool("pool_tasks:napper", 2)
+    deadline = time.monotonic() + 120
+    while not p.ready() and time.monotonic() < deadline:  # their "ready" is read while running tasks
+        p.run([(0.05, "warm")], timeout=30.0)
+    assert p.ready()
+    yield p
+    p.close()
+
+
+def test_results_in_order_and_groups_stay_on_one_worker(pool):
+    tasks = [(0.01, f"{g}{k}") for g in "ABCD" for k in range(4)]
+    got = pool.run(tasks, timeout=30.0, group=lambda t: t[1][0])
+    assert [r.value[0] for r in got] == [t[1] for t in tasks]
+    for g in "ABCD":  # each gold's parse would be cached by one worker only
+        assert len({r.value[1] for r, t in zip(got, tasks) if t[1][0] == g}) == 1
+    assert len({r.value[1] for r in got}) == 2  # both workers worked
+
+
+def test_a_hung_task_holds_back_nothing_and_its_spare_starts_before_the_kill(pool, monkeypatch):
+    events = []
+    spawn_, stop_ = DeadlinePool._spawn, DeadlinePool._stop
+    monkeypatch.setattr(DeadlinePool, "_spawn", lambda self: events.append(("spawn", time.monotonic())) or spawn_(self))
+    monkeypatch.setattr(DeadlinePool, "_stop", staticmethod(
+        lambda ws: events.append(("stop", time.monotonic())) or stop_(ws)))
+
+    tasks = [(600.0, "hung")] + [(0.3, f"q{k}") for k in range(8)]
+    t0 = time.monotonic()
+    got = pool.run(tasks, timeout=4.0, group=lambda t: "one gold")
+    elapsed = time.monotonic() - t0
+    assert got[0].timed_out and got[0].value is None
+    assert [r.value[0] for r in got[1:]] == [t[1] for t in tasks[1:]]
+    assert elapsed < 4.0 + 20
+    kinds = [k for k, _ in events]
+    # the spare was started when the task turned suspect, before the kill; no start after it
+    assert kinds[:2] == ["spawn", "stop"] and "spawn" not in kinds[2:]
+    assert events[1][1] - events[0][1] > 2.0  # suspect at ~1 s, killed at 4 s
+    assert len(pool.workers) == 2
+
+
+def test_a_task_that_turns_out_slow_but_finishes_is_not_killed(pool, monkeypatch):
+    monkeypatch.setattr(workers, "SUSPECT_AFTER", 0.2)
+    got = pool.run([(1.0, "slow"), (0.05, "a"), (0.05, "b")], timeout=30.0)
+    assert [r.value[0] for r in got] == ["slow", "a", "b"] and not any(r.timed_out for r in got)
+    assert len(pool.workers) == 2  # the spare it got is stopped again at the end
