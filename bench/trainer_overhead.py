@@ -35,10 +35,8 @@ import argparse
 import json
 import logging
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,6 +44,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from bench._common import log, machine, md_table, stamp, write_results
+from conciser.rewards.workers import spawn
 
 # name -> (recipe, overrides on top of the shared ones); None = stock TRL
 CONFIGS: dict[str, tuple[str, list[str]] | None] = {
@@ -170,11 +169,11 @@ def _gate(conn: Connection):
     return Gate()
 
 
-def _worker_entry(fd: int, name: str, setup_json: str, out_dir: str) -> None:
+def _worker_main(conn: Connection, name: str, setup_json: str, out_dir: str) -> None:
+    """One configuration's training run, in its own process (started by `_Worker`)."""
     import torch
 
     torch.set_num_threads(1)  # see the module docstring
-    conn = Connection(fd)
     setup = Setup(**{**json.loads(setup_json), "extra": tuple(json.loads(setup_json)["extra"])})
     try:
         if CONFIGS[name] is None:
@@ -190,19 +189,11 @@ def _worker_entry(fd: int, name: str, setup_json: str, out_dir: str) -> None:
 
 class _Worker:
     def __init__(self, name: str, setup: Setup, out_dir: Path, log_path: Path):
-        ours, theirs = socket.socketpair()
-        fd = theirs.detach()
         setup_json = json.dumps({**asdict(setup), "extra": list(setup.extra)})
-        boot = (f"import sys; sys.path[:] = {sys.path!r}; from bench.trainer_overhead import _worker_entry; "
-                f"_worker_entry({fd}, {name!r}, {setup_json!r}, {str(out_dir)!r})")
         self.log = open(log_path, "w")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
-        try:
-            self.proc = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(fd,), stdin=subprocess.DEVNULL,
-                                         stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        finally:
-            os.close(fd)
-        self.conn = Connection(ours.detach())
+        self.proc, self.conn = spawn("bench.trainer_overhead:_worker_main", name, setup_json, str(out_dir),
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.name = name
 
     def recv(self, what: str, timeout: float):

@@ -297,6 +297,13 @@ def shutdown() -> None:
         _discard_pool()
 
 
+def start(workers: int | None = None) -> None:
+    """Start the grading workers now and wait until they are ready (a trainer or a bench can call
+    this before its first batch, so that the first batch does not pay the start-up)."""
+    with _LOCK:
+        _get_pool(workers, workers or _default_workers()).start()
+
+
 def clear_cache() -> None:
     """Forget cached verdicts (tests use it to grade the same pairs afresh)."""
     with _LOCK:

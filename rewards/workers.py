@@ -166,6 +166,26 @@ class DeadlinePool:
     def ready(self) -> bool:
         return all(w.ready for w in self.workers)
 
+    def start(self) -> None:
+        """Wait until every worker has started (imports, warm-up); ``run`` does not need this, but a
+        caller that times ``run`` or wants its first call fast does."""
+        t_end = time.monotonic() + STARTUP_TIMEOUT
+        while not self.ready():
+            waiting = [w for w in self.workers if not w.ready]
+            if not wait([w.conn for w in waiting], timeout=max(0.0, t_end - time.monotonic())):
+                raise RuntimeError(f"a worker ({self.target}) did not start within {STARTUP_TIMEOUT:.0f} s; "
+                                   "is the machine overloaded?")
+            for w in waiting:
+                if w.conn.poll():
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError):
+                        raise RuntimeError(f"a worker ({self.target}) died at start-up; its traceback is "
+                                           "on stderr above") from None
+                    if msg[0] == "fatal":
+                        raise RuntimeError(f"a worker ({self.target}) failed to start:\n{msg[1]}")
+                    w.ready = msg[0] == "ready"
+
     def run(self, tasks: Sequence[tuple], timeout: float, group: Callable[[tuple], object] | None = None,
             on_done: Callable[[int], None] | None = None) -> list[PoolResult]:
         """One :class:`PoolResult` per task, in order; each task gets ``timeout`` seconds of a worker."""

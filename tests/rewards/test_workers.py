@@ -26,9 +26,7 @@ def test_spawn_runs_the_target_with_its_arguments():
 @pytest.fixture
 def pool():
     p = DeadlinePool("pool_tasks:napper", 2)
-    deadline = time.monotonic() + 120
-    while not p.ready() and time.monotonic() < deadline:  # their "ready" is read while running tasks
-        p.run([(0.05, "warm")], timeout=30.0)
+    p.start()
     assert p.ready()
     yield p
     p.close()
