@@ -37,9 +37,11 @@ logger = logging.getLogger(__name__)
 # A worker must import its libraries before it can take work; on a loaded machine that can take a
 # while, but a worker that never reports ready means a broken environment, not slowness.
 STARTUP_TIMEOUT = 180.0
-# A task in flight that long is suspect (no ordinary grading task comes close): a spare worker is
-# started so that the kill, if it comes, costs no slot, and the tasks queued behind it move on.
-SUSPECT_AFTER = 1.0
+# A task in flight for this share of its deadline is suspect: a spare worker is started (a worker
+# takes a second or two to import and warm up) so that the kill, if it comes, costs no slot, and the
+# tasks queued behind it move on. Half the deadline: an ordinary grading task takes milliseconds, a
+# slow legitimate one a second or two, and each spare costs a start-up's CPU.
+SUSPECT_FRACTION = 0.5
 PREFETCH = 2  # tasks in flight per worker: the next one is there when the current one ends
 
 
@@ -120,9 +122,10 @@ class DeadlinePool:
     Scheduling streams tasks: every worker holds at most ``PREFETCH`` tasks, so no worker waits for
     a batch's slowest task while work is left. Tasks that share a group key (the grader's: the gold
     answer, whose parse each worker caches) go to the same worker where possible. A task in flight
-    for ``SUSPECT_AFTER`` seconds gets a spare worker started beside its own, and the tasks queued
+    long gets a spare worker started beside its own, and the tasks queued
     behind it go back to the queue; if it then overruns its deadline, its worker is killed and the
-    spare, already started, has taken its place.
+    spare, already started, has taken its place. ``SUSPECT_FRACTION`` of the deadline makes a task
+    suspect.
     """
 
     new_sessions = False  # start workers in their own sessions (a bench diagnostic; see bench/grading)
@@ -190,6 +193,7 @@ class DeadlinePool:
             on_done: Callable[[int], None] | None = None) -> list[PoolResult]:
         """One :class:`PoolResult` per task, in order; each task gets ``timeout`` seconds of a worker."""
         results: list[PoolResult | None] = [None] * len(tasks)
+        suspect_after = SUSPECT_FRACTION * timeout
         # The queue: group key -> its pending task indices, in first-seen order.
         pending: OrderedDict[object, deque[int]] = OrderedDict()
         for i, t in enumerate(tasks):
@@ -263,7 +267,7 @@ class DeadlinePool:
             now = time.monotonic()
             busy = [w for w in self.workers if w.inflight]
             deadlines = [w.item_started + timeout for w in busy]
-            deadlines += [w.item_started + SUSPECT_AFTER for w in busy if w not in suspects]
+            deadlines += [w.item_started + suspect_after for w in busy if w not in suspects]
             deadlines += [w.spawned_at + STARTUP_TIMEOUT for w in self.workers if not w.ready]
             wait_s = min(deadlines, default=now) - now
             for conn in wait([w.conn for w in self.workers], timeout=max(0.0, wait_s)):
@@ -295,7 +299,7 @@ class DeadlinePool:
             for w in list(self.workers):
                 if w.inflight and now - w.item_started >= timeout:
                     lose(w, PoolResult(timed_out=True))
-                elif w.inflight and w not in suspects and now - w.item_started >= SUSPECT_AFTER:
+                elif w.inflight and w not in suspects and now - w.item_started >= suspect_after:
                     suspects.add(w)
                     for i in list(w.inflight)[1:]:  # queued behind the suspect: let others take them
                         if owner.get(i) is w:
