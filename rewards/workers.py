@@ -122,10 +122,9 @@ class DeadlinePool:
     Scheduling streams tasks: every worker holds at most ``PREFETCH`` tasks, so no worker waits for
     a batch's slowest task while work is left. Tasks that share a group key (the grader's: the gold
     answer, whose parse each worker caches) go to the same worker where possible. A task in flight
-    long gets a spare worker started beside its own, and the tasks queued
-    behind it go back to the queue; if it then overruns its deadline, its worker is killed and the
-    spare, already started, has taken its place. ``SUSPECT_FRACTION`` of the deadline makes a task
-    suspect.
+    for ``SUSPECT_FRACTION`` of its deadline gets a spare worker started beside its own, and the tasks
+    queued behind it go back to the queue; if it then overruns its deadline, its worker is killed and
+    the spare, already started, has taken its place.
     """
 
     new_sessions = False  # start workers in their own sessions (a bench diagnostic; see bench/grading)
