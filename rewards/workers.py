@@ -110,7 +110,7 @@ class _Worker:
         self.conn = conn
         self.ready = False
         self.spawned_at = time.monotonic()
-        self.inflight: deque[int] = deque()  # task indices sent, in the order the worker runs them
+        self.inflight: deque[int] = deque()  # ids of the tasks sent, in the order the worker runs them
         self.item_started = 0.0               # when the worker started inflight[0] (as we saw it)
         self.group: object = None             # the group key of the last task it was given
 
@@ -133,6 +133,7 @@ class DeadlinePool:
         self.target = target
         self.size = size
         self.pid = os.getpid()
+        self._next_id = 0
         self.workers: list[_Worker] = [self._spawn() for _ in range(size)]
 
     def _spawn(self) -> _Worker:
@@ -193,11 +194,15 @@ class DeadlinePool:
         """One :class:`PoolResult` per task, in order; each task gets ``timeout`` seconds of a worker."""
         results: list[PoolResult | None] = [None] * len(tasks)
         suspect_after = SUSPECT_FRACTION * timeout
+        # Tasks travel under ids unique to the pool's life: a worker may still be busy with a task of
+        # an earlier call (one requeued from it and answered by another worker), and its answer must
+        # not be taken for this call's task of the same index.
+        ids: dict[int, int] = {}  # task id -> index in `tasks`
         # The queue: group key -> its pending task indices, in first-seen order.
         pending: OrderedDict[object, deque[int]] = OrderedDict()
         for i, t in enumerate(tasks):
             pending.setdefault(group(t) if group else i, deque()).append(i)
-        owner: dict[int, _Worker] = {}  # task -> the worker responsible for it now
+        owner: dict[int, _Worker] = {}  # task index -> the worker responsible for it now
         remaining = len(tasks)
         failed_starts = 0
         suspects: set[_Worker] = set()
@@ -235,12 +240,18 @@ class DeadlinePool:
                     on_done(1)
             owner.pop(i, None)
 
+        def mine(w: _Worker, task_id: int) -> int | None:
+            """The index of task `task_id` if it is this call's and `w` is responsible for it."""
+            i = ids.get(task_id)
+            return i if i is not None and owner.get(i) is w else None
+
         def lose(w: _Worker, result: PoolResult | None) -> None:
             # `w` is killed or dead: its current task gets `result`, the others go back to the queue.
-            if w.inflight and result is not None and owner.get(w.inflight[0]) is w:
-                finish(w.inflight.popleft(), result)
-            for i in w.inflight:
-                if results[i] is None and owner.get(i) is w:
+            if w.inflight and result is not None and (i := mine(w, w.inflight[0])) is not None:
+                finish(i, result)
+                w.inflight.popleft()
+            for task_id in w.inflight:
+                if (i := mine(w, task_id)) is not None and results[i] is None:
                     requeue(i)
             w.inflight.clear()
             suspects.discard(w)
@@ -252,15 +263,18 @@ class DeadlinePool:
         while remaining:
             for w in list(self.workers):
                 while w.ready and w not in suspects and len(w.inflight) < PREFETCH and (i := take(w)) is not None:
+                    task_id = self._next_id
+                    self._next_id += 1
                     try:
-                        w.conn.send([(i, *tasks[i])])
+                        w.conn.send([(task_id, *tasks[i])])
                     except OSError:  # died while idle: the task never reached it
                         requeue(i)
                         lose(w, None)
                         break
                     if not w.inflight:
                         w.item_started = time.monotonic()
-                    w.inflight.append(i)
+                    w.inflight.append(task_id)
+                    ids[task_id] = i
                     owner[i] = w
 
             now = time.monotonic()
@@ -280,12 +294,13 @@ class DeadlinePool:
                         elif msg[0] == "fatal":
                             raise RuntimeError(f"a worker ({self.target}) failed to start:\n{msg[1]}")
                         else:
-                            index, value = msg
-                            assert w.inflight and w.inflight[0] == index, "worker out of order"
+                            task_id, value = msg
+                            assert w.inflight and w.inflight[0] == task_id, "worker out of order"
                             w.inflight.popleft()
                             w.item_started = time.monotonic()
                             suspects.discard(w)
-                            finish(index, PoolResult(value))
+                            if (i := ids.get(task_id)) is not None:  # else: an earlier call's, answered
+                                finish(i, PoolResult(value))
                 except (EOFError, OSError):
                     if not w.ready:
                         failed_starts += 1
@@ -300,8 +315,8 @@ class DeadlinePool:
                     lose(w, PoolResult(timed_out=True))
                 elif w.inflight and w not in suspects and now - w.item_started >= suspect_after:
                     suspects.add(w)
-                    for i in list(w.inflight)[1:]:  # queued behind the suspect: let others take them
-                        if owner.get(i) is w:
+                    for task_id in list(w.inflight)[1:]:  # queued behind the suspect: let others take them
+                        if (i := mine(w, task_id)) is not None:
                             requeue(i)
                     if len(self.workers) < self.size + len(suspects):  # one spare per suspect at most
                         self.workers.append(self._spawn())  # started before any kill

@@ -67,3 +67,20 @@ def test_a_task_that_turns_out_slow_but_finishes_is_not_killed(pool, monkeypatch
     got = pool.run([(1.0, "slow"), (0.05, "a"), (0.05, "b")], timeout=30.0)
     assert [r.value[0] for r in got] == ["slow", "a", "b"] and not any(r.timed_out for r in got)
     assert len(pool.workers) == 2  # the spare it got is stopped again at the end
+
+
+def test_a_late_answer_from_an_earlier_call_is_not_taken_for_this_calls_task(monkeypatch):
+    """A task queued behind a suspect is requeued and answered by the spare; the suspect's worker then
+    runs its copy anyway, after the call has returned. Its answer must not go to the next call's task
+    of the same index (it once did: a bench verdict came from another item)."""
+    monkeypatch.setattr(workers, "SUSPECT_FRACTION", 0.05)  # suspect after 0.5 s
+    p = DeadlinePool("pool_tasks:napper", 1)
+    p.start()
+    try:
+        first = p.run([(4.0, "slow"), (1.5, "behind")], timeout=10.0)  # the spare starts and takes "behind"
+        assert [r.value[0] for r in first] == ["slow", "behind"]
+        assert any(w.inflight for w in p.workers), "the slow task's worker should still run its copy"
+        second = p.run([(0.0, "new0"), (3.0, "new1")], timeout=10.0)  # the late answer comes first
+        assert [r.value[0] for r in second] == ["new0", "new1"]
+    finally:
+        p.close()
