@@ -33,8 +33,8 @@ verdicts are kept in an LRU cache keyed on (gold, extracted answer). Three short
 the pool, each giving exactly math-verify's verdict (`conciser.rewards.shortcuts`, tested against
 math-verify): an answer equal to the gold string (whitespace-normalised) is correct; two plain
 numbers are compared by value under math-verify's rules; and an answer math-verify cannot finish
-comparing with a number gold (``9^{9^{9^{9}}}``, ``(10^{6})!``) is incorrect and timed out at once, as
-the deadline would have made it. A batch made only of such pairs never touches the pool. Timeouts
+comparing with a gold of ordinary size (``9^{9^{9^{9}}}``, ``(10^{6})!``) is incorrect and timed out at
+once, as the deadline would have made it. A batch made only of such pairs never touches the pool. Timeouts
 from the deadline are not cached: they can come from a loaded machine rather than from the input.
 
 The toy task's answers are single digits, graded by exact match (``grade_toy``, no sympy, no pool).

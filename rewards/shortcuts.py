@@ -17,17 +17,19 @@ then changes neither). A rational that does not end there (``\\frac{1}{3}`` agai
 which math-verify accepts) is left to math-verify. Leading zeros, ``+`` signs, thousands separators,
 percentages, exponents and units are all left to it too.
 
-**Hopeless answers** (:func:`hopeless`). math-verify compares a number gold with a number answer by
-evaluating both (``doit``), so an answer such as ``9^{9^{9^{9}}}``, ``\\sqrt{2}^{10^{10}}``,
-``(10^{6})!`` or ``(1+x)^{10000}`` runs out any deadline (a 10^8-digit power or (10^6)! takes sympy
-well over 5 s on our machines, and an expansion of a 10,000th power longer still). Such an answer is
-graded incorrect and timed out at once, as the deadline would have, when it is *one* such term (an
-optional minus sign, then a power of an integer >= 2 with at least 10^8 digits, a factorial of at
-least 10^6, or a power >= 10,000 of a binomial in one variable) and the gold is a plain number. One
-term cannot cancel: ``10^{10^{10}}-10^{10^{10}}+1`` or ``1^{10^{10}}`` are not matched (math-verify can
-decide those, or try to), nor is anything against a gold that is not a plain number (the gold may be
-the same tower, which math-verify matches as written). Its verdict, incorrect, is math-verify's: the
-value is astronomically far from any plain number, so math-verify either times out or says False.
+**Hopeless answers** (:func:`hopeless`). math-verify compares by evaluating (``doit``, ``evalf``,
+``simplify``), so an answer such as ``9^{9^{9^{9}}}``, ``\\sqrt{2}^{10^{10}}``, ``(10^{6})!`` or
+``(1+x)^{10000}`` runs out any deadline (a 10^8-digit power or (10^6)! takes sympy well over 5 s on
+our machines, an expansion of a 10,000th power longer still). Such an answer is graded incorrect and
+timed out at once, as the deadline would have, when it is *one* such term (an optional minus sign,
+then a power of an integer >= 2 with at least 10^8 digits, a factorial of at least 10^6, or a power
+>= 10,000 of a binomial in one variable other than e and i) and the gold is *tame*: no factorial, and
+no exponent that is itself a power or has 4 or more digits in a row, so the gold's value is nowhere
+near 10^(10^8) and it cannot hold the same term. One term cannot cancel: ``10^{10^{10}}-10^{10^{10}}+1``
+or ``1^{10^{10}}`` are not matched (math-verify can decide those, or try to). Its verdict, incorrect, is
+math-verify's whichever way math-verify ends: it runs out the deadline, or says the values differ.
+(Against a gold that math-verify compares without evaluating, say a lone symbol, it can say so
+quickly; the grade then says timed out where math-verify would have said incorrect outright.)
 """
 
 from __future__ import annotations
@@ -134,10 +136,29 @@ def _hopeless_term(s: str) -> bool:
     return t is not None and t[1] == len(s) and t[0] * scale >= POWER_DIGITS * (1 - _SLACK)
 
 
+_DIGIT_RUN = re.compile(r"\d{4}")
+
+
+def tame(gold: str) -> bool:
+    """No factorial, and every exponent a single character or a group without ``^`` and without 4 digits
+    in a row: the gold's value is far below any hopeless answer's, and it holds no such term."""
+    if "!" in gold:
+        return False
+    i = gold.find("^")
+    while i >= 0:
+        if gold.startswith("{", i + 1):
+            end = gold.find("}", i + 2)
+            group = gold[i + 2:end] if end >= 0 else gold[i + 2:]
+            if "^" in group or "{" in group or _DIGIT_RUN.search(group):
+                return False
+        i = gold.find("^", i + 1)
+    return True
+
+
 def hopeless(gold: str, answer: str) -> bool:
     """True when math-verify cannot finish comparing ``answer`` with ``gold`` within any deadline and
     would grade it incorrect if it could (see the module docstring); False when unsure."""
-    if plain_number(gold) is None:
+    if not tame(gold):
         return False
     term = answer.replace(" ", "")
     if term.startswith("-"):
@@ -145,4 +166,4 @@ def hopeless(gold: str, answer: str) -> bool:
     return _hopeless_term(term)
 
 
-__all__ = ["hopeless", "numeric_verdict", "plain_number"]
+__all__ = ["hopeless", "numeric_verdict", "plain_number", "tame"]

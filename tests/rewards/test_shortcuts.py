@@ -95,9 +95,24 @@ def test_numeric_verdict(gold, answer, expected):
     "-10^{10^{10}}", "{10}^{10^{10}}", "(x-3)^{20000}", "10^{10^8}", "2^{2^{2^{2^{2^{2}}}}}",
 ])
 def test_hopeless_answers(answer):
-    assert hopeless("5", answer)
-    assert not hopeless("x", answer)            # a gold that is not a plain number: math-verify tries
-    assert not hopeless(answer, answer)
+    for gold in ("5", "-\\frac{3}{4}", "x", "\\frac{\\sqrt{21}}{5}", "s^{2}+\\omega^{2}", "(1, 2]", "f(x)=2 x",
+                 "\\frac{32}{9},\\frac{1}{2}", "180^\\circ", "2^{100}"):
+        assert hopeless(gold, answer), gold
+    assert not hopeless(answer, answer)         # the gold may hold the same term: math-verify matches it
+    for gold in ("10^{10^{10}}", "(10^{6})!", "2^{1000}", "5!", "x^{2^{3}}"):  # not tame
+        assert not hopeless(gold, answer), gold
+
+
+def test_hopeless_answers_parse_to_what_hangs():
+    """math-verify reads each form as the unevaluated power / factorial the docstring reasons about
+    (its parse returns quickly; the comparison is what never ends)."""
+    import sympy
+
+    for answer in ("9^{9^{9^{9}}}", "\\sqrt{2}^{10^{10}}", "{10}^{10^{10}}", "10^{10^8}", "(10^{6})!", "(x-3)^{20000}",
+                   "-10^{10^{10}}"):
+        parsed = grading._parse(answer)[0]
+        assert isinstance(parsed, sympy.Basic) and not parsed.is_Integer, (answer, parsed)
+        assert parsed.has(sympy.Pow) or parsed.has(sympy.factorial), (answer, parsed)
 
 
 @pytest.mark.parametrize("answer", [
