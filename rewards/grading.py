@@ -21,9 +21,10 @@ actors get "signal only works in main thread"), and a sympy computation can run 
 (``2^{2^{2^{...}}}``). So parsing and verification run in a small persistent pool of worker
 processes with math-verify's timeouts disabled (`conciser.rewards.workers`); each item gets its own
 wall-clock deadline, and a worker that overruns it is killed and replaced. Items stream to the
-workers (no batch waits for a block's slowest item while work is left), and an item running past
-half its deadline gets a spare worker started beside it, so a kill costs no slot. A timeout is
-graded incorrect and reported (``timed_out=True``), never hangs the caller. ``grade`` goes through
+workers (no batch waits for a block's slowest item while work is left; items queued behind one
+running past half its deadline move to other workers), and a spare worker is kept started and warm,
+so a kill costs no slot. A timeout is graded incorrect and reported (``timed_out=True``), never hangs
+the caller. ``grade`` goes through
 the same pool, so a single call and a batch give identical verdicts. The pool starts on first use (not at import), is
 shared by all calls in the process and is shut down at exit.
 

@@ -37,11 +37,11 @@ logger = logging.getLogger(__name__)
 # A worker must import its libraries before it can take work; on a loaded machine that can take a
 # while, but a worker that never reports ready means a broken environment, not slowness.
 STARTUP_TIMEOUT = 180.0
-# A task in flight for this share of its deadline is suspect: a spare worker is started (a worker
-# takes a second or two to import and warm up) so that the kill, if it comes, costs no slot, and the
-# tasks queued behind it move on. Half the deadline: an ordinary grading task takes milliseconds, a
-# slow legitimate one a second or two, and each spare costs a start-up's CPU.
+# A task in flight for this share of its deadline is suspect: the tasks queued behind it move to other
+# workers. Half the deadline: an ordinary grading task takes milliseconds, a slow legitimate one a
+# second or two.
 SUSPECT_FRACTION = 0.5
+SPARES = 1  # workers started and warm but given no work, so that a kill costs no slot
 PREFETCH = 2  # tasks in flight per worker: the next one is there when the current one ends
 
 
@@ -122,9 +122,11 @@ class DeadlinePool:
     Scheduling streams tasks: every worker holds at most ``PREFETCH`` tasks, so no worker waits for
     a batch's slowest task while work is left. Tasks that share a group key (the grader's: the gold
     answer, whose parse each worker caches) go to the same worker where possible. A task in flight
-    for ``SUSPECT_FRACTION`` of its deadline gets a spare worker started beside its own, and the tasks
-    queued behind it go back to the queue; if it then overruns its deadline, its worker is killed and
-    the spare, already started, has taken its place.
+    for ``SUSPECT_FRACTION`` of its deadline is suspect: the tasks queued behind it go back to the
+    queue. One that overruns its deadline has its worker killed, and a spare worker, started and
+    warmed beforehand (``SPARES``), takes its place at once; a new spare starts in the background.
+    (A spare started only when a task turns suspect would cost a start-up's CPU for every slow task
+    that then finishes, which on a loaded machine slows everything else.)
     """
 
     new_sessions = False  # start workers in their own sessions (a bench diagnostic; see bench/grading)
@@ -135,6 +137,7 @@ class DeadlinePool:
         self.pid = os.getpid()
         self._next_id = 0
         self.workers: list[_Worker] = [self._spawn() for _ in range(size)]
+        self.spares: list[_Worker] = [self._spawn() for _ in range(SPARES)]
 
     def _spawn(self) -> _Worker:
         return _Worker(*spawn(self.target, new_session=self.new_sessions))
@@ -150,31 +153,33 @@ class DeadlinePool:
 
     def resize(self, size: int) -> None:
         self.size = size
-        while len(self.workers) < size:
-            self.workers.append(self._spawn())
-        self._trim()
-
-    def _trim(self) -> None:
-        """Back to ``size`` workers, stopping idle ones (spares started for a task that then finished)."""
-        extra = len(self.workers) - self.size
-        if extra > 0:
+        self._fill()
+        extra = len(self.workers) - size
+        if extra > 0:  # stop idle workers first (those still starting before ready ones)
             idle = sorted((w for w in self.workers if not w.inflight), key=lambda w: w.ready)[:extra]
             self._stop(idle)
             self.workers = [w for w in self.workers if w not in idle]
 
+    def _fill(self) -> None:
+        """Back to ``size`` workers, spares first (they are warm), then ``SPARES`` spares again."""
+        while len(self.workers) < self.size:
+            self.workers.append(self.spares.pop(0) if self.spares else self._spawn())
+        while len(self.spares) < SPARES:
+            self.spares.append(self._spawn())
+
     def close(self) -> None:
-        self._stop(self.workers)
-        self.workers = []
+        self._stop(self.workers + self.spares)
+        self.workers, self.spares = [], []
 
     def ready(self) -> bool:
-        return all(w.ready for w in self.workers)
+        return all(w.ready for w in self.workers + self.spares)
 
     def start(self) -> None:
         """Wait until every worker has started (imports, warm-up); ``run`` does not need this, but a
         caller that times ``run`` or wants its first call fast does."""
         t_end = time.monotonic() + STARTUP_TIMEOUT
         while not self.ready():
-            waiting = [w for w in self.workers if not w.ready]
+            waiting = [w for w in self.workers + self.spares if not w.ready]
             if not wait([w.conn for w in waiting], timeout=max(0.0, t_end - time.monotonic())):
                 raise RuntimeError(f"a worker ({self.target}) did not start within {STARTUP_TIMEOUT:.0f} s; "
                                    "is the machine overloaded?")
@@ -257,8 +262,7 @@ class DeadlinePool:
             suspects.discard(w)
             self._stop([w])
             self.workers.remove(w)
-            while len(self.workers) < self.size:
-                self.workers.append(self._spawn())
+            self._fill()
 
         while remaining:
             for w in list(self.workers):
@@ -281,10 +285,10 @@ class DeadlinePool:
             busy = [w for w in self.workers if w.inflight]
             deadlines = [w.item_started + timeout for w in busy]
             deadlines += [w.item_started + suspect_after for w in busy if w not in suspects]
-            deadlines += [w.spawned_at + STARTUP_TIMEOUT for w in self.workers if not w.ready]
+            deadlines += [w.spawned_at + STARTUP_TIMEOUT for w in self.workers + self.spares if not w.ready]
             wait_s = min(deadlines, default=now) - now
-            for conn in wait([w.conn for w in self.workers], timeout=max(0.0, wait_s)):
-                w = next(w for w in self.workers if w.conn is conn)
+            for conn in wait([w.conn for w in self.workers + self.spares], timeout=max(0.0, wait_s)):
+                w = next(w for w in self.workers + self.spares if w.conn is conn)
                 try:
                     while w.conn.poll():
                         msg = w.conn.recv()
@@ -307,7 +311,12 @@ class DeadlinePool:
                         if failed_starts > 3 * self.size:
                             raise RuntimeError(f"workers ({self.target}) keep dying at start-up; their "
                                                "traceback is on stderr above") from None
-                    lose(w, PoolResult(crashed=True))
+                    if w in self.spares:  # a spare died before any work: start another
+                        self.spares.remove(w)
+                        self._stop([w])
+                        self._fill()
+                    else:
+                        lose(w, PoolResult(crashed=True))
 
             now = time.monotonic()
             for w in list(self.workers):
@@ -318,12 +327,10 @@ class DeadlinePool:
                     for task_id in list(w.inflight)[1:]:  # queued behind the suspect: let others take them
                         if (i := mine(w, task_id)) is not None:
                             requeue(i)
-                    if len(self.workers) < self.size + len(suspects):  # one spare per suspect at most
-                        self.workers.append(self._spawn())  # started before any kill
-                elif not w.ready and now - w.spawned_at >= STARTUP_TIMEOUT:
+            for w in self.workers + self.spares:
+                if not w.ready and now - w.spawned_at >= STARTUP_TIMEOUT:
                     raise RuntimeError(f"a worker ({self.target}) did not start within {STARTUP_TIMEOUT:.0f} s; "
                                        "is the machine overloaded?")
-        self._trim()
         return results  # type: ignore[return-value]
 
 

@@ -185,7 +185,7 @@ def _worker_pids() -> list[int]:
     from conciser.rewards import grading
 
     pool = grading._POOL  # the bench reaches into the private pool to account its CPU time
-    return [w.proc.pid for w in pool.workers] if pool is not None else []
+    return [w.proc.pid for w in pool.workers + pool.spares] if pool is not None else []
 
 
 def _start_pool(workers: int) -> float:

@@ -16,9 +16,9 @@ from conciser.rewards.grading import (
 
 # Far beyond anything sympy can evaluate: math-verify would spend hours on it.
 TOWER = "2^{2^{2^{2^{2^{2^{2^{2^{2^{2}}}}}}}}}"
-# Against a plain-number gold the tower is known hopeless without trying (see test_shortcuts.py);
-# against a percentage, math-verify tries (and hangs), so the item reaches the pool and its deadline.
-TRIED = "10\\%"
+# The tower alone is known hopeless without trying (see test_shortcuts.py); plus one it is not a
+# single term, so math-verify tries (and hangs evaluating it): the item reaches the pool and its deadline.
+HUNG = TOWER + "+1"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -179,16 +179,16 @@ def test_power_tower_times_out_within_deadline():
     grade(gold="1", completion=done("1"))  # the pool is up, so we time grading, not start-up
     deadline = 1.5
     t0 = time.monotonic()
-    g = grade(gold=TRIED, completion=done(TOWER), timeout=deadline)
+    g = grade(gold="2", completion=done(HUNG), timeout=deadline)
     elapsed = time.monotonic() - t0
-    assert g == Grade(correct=False, extracted=TOWER, timed_out=True, error="timeout")
+    assert g == Grade(correct=False, extracted=HUNG, timed_out=True, error="timeout")
     assert elapsed < deadline + 10
     # the killed worker was replaced: grading goes on
     assert grade(gold="2", completion=done("2.0")).correct
 
 
 def test_batch_with_a_hanging_item_returns_every_other_verdict():
-    rows = ROWS[:12] + [("tower", TRIED, done(TOWER), False, "timeout")] + ROWS[12:24]
+    rows = ROWS[:12] + [("tower", "2", done(HUNG), False, "timeout")] + ROWS[12:24]
     grading.clear_cache()
     t0 = time.monotonic()
     got = grade_batch(golds=[r[1] for r in rows], completions=[r[2] for r in rows], timeout=3.0,
@@ -213,9 +213,9 @@ def test_crashed_worker_is_reported_and_replaced():
             time.sleep(0.05)
 
     threading.Thread(target=kill_when_busy, daemon=True).start()
-    got = grade_batch(golds=[TRIED], completions=[done(TOWER)], timeout=30.0, workers=1)
+    got = grade_batch(golds=["2"], completions=[done(HUNG)], timeout=30.0, workers=1)
     assert killed
-    assert got == [Grade(correct=False, extracted=TOWER, timed_out=False, error="worker_crashed")]
+    assert got == [Grade(correct=False, extracted=HUNG, timed_out=False, error="worker_crashed")]
     assert grade(gold="2", completion=done("2.0")).correct
 
 
