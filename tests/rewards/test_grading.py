@@ -190,10 +190,11 @@ def test_power_tower_times_out_within_deadline():
 def test_batch_with_a_hanging_item_returns_every_other_verdict():
     rows = ROWS[:12] + [("tower", "2", done(HUNG), False, "timeout")] + ROWS[12:24]
     grading.clear_cache()
+    # The deadline leaves room for a loaded machine: every other item must still get its verdict.
     t0 = time.monotonic()
-    got = grade_batch(golds=[r[1] for r in rows], completions=[r[2] for r in rows], timeout=3.0,
+    got = grade_batch(golds=[r[1] for r in rows], completions=[r[2] for r in rows], timeout=8.0,
                       workers=2)
-    assert time.monotonic() - t0 < 3.0 + 20
+    assert time.monotonic() - t0 < 8.0 + 30
     assert [(g.correct, g.error) for g in got] == [(r[3], r[4]) for r in rows]
     assert [g.timed_out for g in got] == [r[0] == "tower" for r in rows]
 
