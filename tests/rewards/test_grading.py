@@ -17,6 +17,9 @@ from conciser.rewards.grading import (
 
 # Far beyond anything sympy can evaluate: math-verify would spend hours on it.
 TOWER = "2^{2^{2^{2^{2^{2^{2^{2^{2^{2}}}}}}}}}"
+# The tower alone is known hopeless without trying (see test_shortcuts.py); plus one it is not a
+# single term, so math-verify tries (and hangs evaluating it): the item reaches the pool and its deadline.
+HUNG = TOWER + "+1"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -177,26 +180,31 @@ def test_power_tower_times_out_within_deadline():
     grade(gold="1", completion=done("1"))  # the pool is up, so we time grading, not start-up
     deadline = 1.5
     t0 = time.monotonic()
-    g = grade(gold="2", completion=done(TOWER), timeout=deadline)
+    g = grade(gold="2", completion=done(HUNG), timeout=deadline)
     elapsed = time.monotonic() - t0
-    assert g == Grade(correct=False, extracted=TOWER, timed_out=True, error="timeout")
+    assert g == Grade(correct=False, extracted=HUNG, timed_out=True, error="timeout")
     assert elapsed < deadline + 10
     # the killed worker was replaced: grading goes on
     assert grade(gold="2", completion=done("2.0")).correct
 
 
 def test_batch_with_a_hanging_item_returns_every_other_verdict():
-    rows = ROWS[:12] + [("tower", "2", done(TOWER), False, "timeout")] + ROWS[12:24]
+    rows = ROWS[:12] + [("tower", "2", done(HUNG), False, "timeout")] + ROWS[12:24]
     grading.clear_cache()
+    # The deadline leaves room for a loaded machine: every other item must still get its verdict.
     t0 = time.monotonic()
-    got = grade_batch(golds=[r[1] for r in rows], completions=[r[2] for r in rows], timeout=3.0,
+    got = grade_batch(golds=[r[1] for r in rows], completions=[r[2] for r in rows], timeout=8.0,
                       workers=2)
-    assert time.monotonic() - t0 < 3.0 + 20
+    assert time.monotonic() - t0 < 8.0 + 30
     assert [(g.correct, g.error) for g in got] == [(r[3], r[4]) for r in rows]
     assert [g.timed_out for g in got] == [r[0] == "tower" for r in rows]
 
 
-def test_crashed_worker_is_reported_and_replaced():
+def test_crashed_worker_is_reported_and_replaced(monkeypatch):
+    from conciser.rewards import workers
+
+    # No suspicion: on a loaded machine the kill may come late, and a suspect's task would be requeued.
+    monkeypatch.setattr(workers, "SUSPECT_FRACTION", 1.0)
     grade(gold="1", completion=done("1.0"))
     killed = []
 
@@ -211,9 +219,9 @@ def test_crashed_worker_is_reported_and_replaced():
             time.sleep(0.05)
 
     threading.Thread(target=kill_when_busy, daemon=True).start()
-    got = grade_batch(golds=["2"], completions=[done(TOWER)], timeout=30.0, workers=1)
+    got = grade_batch(golds=["2"], completions=[done(HUNG)], timeout=30.0, workers=1)
     assert killed
-    assert got == [Grade(correct=False, extracted=TOWER, timed_out=False, error="worker_crashed")]
+    assert got == [Grade(correct=False, extracted=HUNG, timed_out=False, error="worker_crashed")]
     assert grade(gold="2", completion=done("2.0")).correct
 
 
