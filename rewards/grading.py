@@ -52,7 +52,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Sequence
 
 from conciser.rewards.shortcuts import hopeless, numeric_verdict
 from conciser.rewards.workers import DeadlinePool, serve
