@@ -58,6 +58,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from conciser.errors import UserError
+
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"   # servers are only ever reachable on loopback
@@ -495,7 +497,7 @@ def print_table(summary: dict) -> None:
 def _labels(models: list[str], names: list[str] | None) -> list[str]:
     if names:
         if len(names) != len(models):
-            raise ValueError(f"{len(names)} --name for {len(models)} --model; give one --name per --model or none")
+            raise UserError(f"{len(names)} --name for {len(models)} --model; give one --name per --model or none")
         labels = names
     else:
         labels = [Path(m).name or "model" for m in models]
@@ -578,24 +580,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _validate(args: argparse.Namespace) -> None:
     if not 1 <= args.requests <= 100_000:
-        raise ValueError(f"--requests must be between 1 and 100000, got {args.requests}")
+        raise UserError(f"--requests must be between 1 and 100000, got {args.requests}")
     if not args.rate > 0:
-        raise ValueError(f"--rate must be > 0 requests/s (inf sends all at once), got {args.rate}")
+        raise UserError(f"--rate must be > 0 requests/s (inf sends all at once), got {args.rate}")
     if args.concurrency < 1:
-        raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
+        raise UserError(f"--concurrency must be >= 1, got {args.concurrency}")
     if args.max_tokens is not None and args.max_tokens < 1:
-        raise ValueError(f"--max-tokens must be >= 1, got {args.max_tokens}")
+        raise UserError(f"--max-tokens must be >= 1, got {args.max_tokens}")
     for name in ("request_timeout", "max_duration", "startup_timeout"):
         if not 0 < getattr(args, name) < math.inf:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive number of seconds")
+            raise UserError(f"--{name.replace('_', '-')} must be a positive number of seconds")
     if args.warmup < 0:
-        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+        raise UserError(f"--warmup must be >= 0, got {args.warmup}")
     if args.cpu_kv_cache_gib < 1:
-        raise ValueError(f"--cpu-kv-cache-gib must be a whole number of GiB >= 1, got {args.cpu_kv_cache_gib}")
+        raise UserError(f"--cpu-kv-cache-gib must be a whole number of GiB >= 1, got {args.cpu_kv_cache_gib}")
     for m in args.model:
         if not Path(m, "config.json").is_file():
-            raise FileNotFoundError(f"--model {m}: no config.json there; give an HF model folder "
-                                    "(conciser export CHECKPOINT OUT makes one from a training checkpoint)")
+            raise UserError(f"--model {m}: no config.json there; give an HF model folder "
+                            "(conciser export CHECKPOINT OUT makes one from a training checkpoint)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,6 +2,10 @@
 
     python ckpt_kill_script.py POINT STEP conciser-train-args...
 
+Generation is scripted (TRL's backend returns known completions, chosen by problem, copy and global
+step, so a resumed run sees the rollouts the uninterrupted one saw): most are right with lengths that
+vary, so HAPO's history fills and the weights move; a tiny model's own samples are almost never right.
+
 POINT is where, inside the save of checkpoint-STEP, the process dies:
     start     before anything of the checkpoint is written
     weights   after the model weights, before the optimizer / scheduler / RNG / trainer state
@@ -21,6 +25,23 @@ import sys
 def die():
     sys.stdout.flush()
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def script_generation() -> None:
+    from trl import GRPOTrainer
+
+    from trainer_helpers import PROMPT, _toy_problems, completion
+
+    def generate(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        out, seen = [], {}
+        for ids in prompt_ids:
+            p = _toy_problems()[PROMPT.search(self.processing_class.decode(ids)).group(0)]
+            j = seen[p.id] = seen.get(p.id, -1) + 1
+            text = completion(p, correct=j != 1, extra=(3 * j + self.state.global_step) % 7)
+            out.append(self.processing_class(text, add_special_tokens=False).input_ids[:self.max_completion_length])
+        return out, None
+
+    GRPOTrainer._generate_single_turn = generate
 
 
 def install(point: str, step: int) -> None:
@@ -80,6 +101,7 @@ if __name__ == "__main__":
 
     torch.set_num_threads(1)
     point, step, *argv = sys.argv[1:]
+    script_generation()
     install(point, int(step))
     from conciser.cli import main
 

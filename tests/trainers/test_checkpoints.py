@@ -54,7 +54,7 @@ def test_only_marked_folders_whose_files_are_intact_are_complete(tmp_path, caplo
 def _train(point: str, out: Path, model: Path, *extra: str, step: int = 2) -> subprocess.CompletedProcess:
     argv = ["train", "toy/hapo", f"model.name_or_path={model}", f"trainer.output_dir={out}", "trainer.max_steps=3",
             "trainer.save_steps=1", "trainer.per_device_train_batch_size=8", "trainer.num_generations=4",
-            "trainer.max_completion_length=32", "trainer.logging_steps=1", "data.n_train=8", *extra]
+            "trainer.max_completion_length=64", "trainer.logging_steps=1", "data.n_train=8", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, str(SCRIPT), point, str(step), *argv], capture_output=True, text=True,
                           env=env, timeout=900)
@@ -94,6 +94,8 @@ def test_a_kill_anywhere_in_saving_resumes_to_the_uninterrupted_result(tiny_sft_
                                             POINTS)))
     weights, reward = _final(runs["none"])
     assert reward["history"], "HAPO's history should not be empty"
+    start = load_file(str(tiny_sft_toy_model / "model.safetensors"))
+    assert not all(torch.equal(start[k], weights[k]) for k in weights), "training should move the weights"
     for point in POINTS:
         assert resumed[point].returncode == 0, (point, resumed[point].stderr[-3000:])
         assert "resuming from" in resumed[point].stderr
