@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class BudgetSweep:
         self.rows = read_samples(self.path, key=lambda r: (r.get("problem_id"), r.get("sample"), r.get("budget")))
         self._close: dict[tuple[str, int], int] = {}
         self.generated = 0
+        self.seconds = 0.0
 
     # ---- which samples are cut at which budget
 
@@ -120,11 +122,13 @@ class BudgetSweep:
             self.rows.append(row)
             appender(row)
 
+        t0 = time.time()
         try:
             backend.generate(reqs, temperature=temperature, top_p=top_p, progress=progress,
                              desc=f"{self.bench.name} forced answers", on_done=done)
         finally:
             appender.close()
+            self.seconds += time.time() - t0
         self.generated += len(todo)
         return len(todo)
 

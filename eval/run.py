@@ -277,13 +277,13 @@ def _evaluate_one(cfg: EvalConfig, plan: Plan, tokenizer, get_backend) -> dict:
         summary.update(dynasor_window=cfg.dynasor_window, dynasor_chunk=cfg.dynasor_chunk)
     if cfg.early_stop or cfg.tau_sweep:
         summary.update(early_stop_block(cfg, selected, plan.n, equal))
-    forced = 0
+    forced, forced_seconds = 0, 0.0
     if cfg.budgets:
-        forced = _budget_sweep(cfg, plan, out, tokenizer, get_backend, selected, grade, summary)
+        forced, forced_seconds = _budget_sweep(cfg, plan, out, tokenizer, get_backend, selected, grade, summary)
     if cfg.baseline is not None:
         summary.update(aes_block(cfg, summary))
     summary.update(samples_generated=0 if cfg.rescore else gen.generated + forced,
-                   generation_seconds=round(gen.seconds, 2), grading_seconds=round(grade_seconds, 2))
+                   generation_seconds=round(gen.seconds + forced_seconds, 2), grading_seconds=round(grade_seconds, 2))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if cfg.print_table:
         from conciser.eval.report import print_summary
@@ -294,8 +294,9 @@ def _evaluate_one(cfg: EvalConfig, plan: Plan, tokenizer, get_backend) -> dict:
 
 
 def _budget_sweep(cfg: EvalConfig, plan: Plan, out: Path, tokenizer, get_backend, selected: list[dict], grade,
-                  summary: dict) -> int:
-    """Generate and grade the forced answers, save budget_curve.json; returns how many were generated."""
+                  summary: dict) -> tuple[int, float]:
+    """Generate and grade the forced answers, save budget_curve.json; returns how many were generated
+    and the seconds that took."""
     from conciser.eval.budget import BudgetSweep, budget_auc
 
     sweep = BudgetSweep(out, plan.bench, cfg.budgets, plan.prompts, {p.id: i for i, p in enumerate(plan.problems)},
@@ -306,7 +307,7 @@ def _budget_sweep(cfg: EvalConfig, plan: Plan, out: Path, tokenizer, get_backend
     curve = sweep.curve(selected)
     sweep.save_curve(curve)
     summary.update(budgets=sweep.budgets, budget_auc=budget_auc(curve), budget_answer_tokens=cfg.budget_answer_tokens)
-    return sweep.generated
+    return sweep.generated, sweep.seconds
 
 
 def evaluate(model: str, benchmark: str = "toy", n: int | None = None, out_dir: str | Path | None = None,

@@ -253,3 +253,18 @@ def test_think_prefill_is_detected_forced_and_graded():
     assert (cut["correct"], cut["grade_error"], done["correct"]) == (False, "unclosed_think", True)
     grade_records([cut], "toy", prefill="", timeout=5, workers=None, progress=False)
     assert cut["correct"] is True      # what a harness that ignores the pre-fill would wrongly report
+
+
+def test_rescore_with_lenient_extraction(tiny_toy_model, base_run, tmp_path):
+    out, s = base_run
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "toy" / "samples.jsonl"
+    recs = _lines(path)
+    recs[0]["text"] = f"<think> a: 1 + 2 = 3 . </think> so it is {recs[0]['answer']} <|end|>"   # right, unboxed
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    boxed = evaluate(str(tiny_toy_model), "toy", n=2, out_dir=tmp_path, rescore=True, **FAST)
+    lenient = evaluate(str(tiny_toy_model), "toy", n=2, out_dir=tmp_path, rescore=True, extraction="lenient", **FAST)
+    assert (boxed["extraction"], lenient["extraction"]) == ("boxed", "lenient")
+    assert _lines(path)[0]["correct"] is True and _lines(path)[0]["extracted"] == recs[0]["answer"]
+    # lenient reads more answers and never drops a boxed one
+    assert lenient["accuracy"] == pytest.approx(boxed["accuracy"] + 1 / 20, abs=1e-6)

@@ -78,3 +78,25 @@ def test_vllm_evaluate_toy_and_resume(vllm_toy, tmp_path):
     assert stable(resumed) == stable(s)
     assert [json.loads(x)["text"] for x in lines] == \
         [json.loads(x)["text"] for x in (tmp_path / "b" / "toy" / "samples.jsonl").read_text().splitlines()]
+
+
+def test_vllm_budget_sweep_and_resume(vllm_toy, tmp_path):
+    """The forced answers go through the engine too (prefix caching shares the cut prefixes)."""
+    path, _, backend = vllm_toy
+    cfg = EvalConfig(model=str(path), benchmarks=["toy"], n=2, limit=4, backend="vllm", budgets=[8, 16, 32],
+                     out_dir=tmp_path / "a", progress=False, print_table=False)
+    s = run_mod.evaluate_many(cfg, _backend=backend)["toy"]
+    curve = json.loads((tmp_path / "a" / "toy" / "budget_curve.json").read_text())
+    assert [c["budget"] for c in curve] == [8, 16, 32] and s["budget_auc"] is not None
+    rows = (tmp_path / "a" / "toy" / "budget_samples.jsonl").read_text().splitlines()
+    assert rows and all(json.loads(r)["tokens"] <= json.loads(r)["budget"] + len(json.loads(r)["ids"]) for r in rows)
+    # killed after 3 forced answers: the same summary and curve
+    (tmp_path / "b" / "toy").mkdir(parents=True)
+    for f in ("run.json", "samples.jsonl"):
+        (tmp_path / "b" / "toy" / f).write_text((tmp_path / "a" / "toy" / f).read_text())
+    (tmp_path / "b" / "toy" / "budget_samples.jsonl").write_text("\n".join(rows[:3]) + "\n")
+    cfg.out_dir = tmp_path / "b"
+    resumed = run_mod.evaluate_many(cfg, _backend=backend)["toy"]
+    stable = lambda d: {k: v for k, v in d.items() if k not in run_mod.VOLATILE_KEYS}  # noqa: E731
+    assert resumed["samples_generated"] == len(rows) - 3 and stable(resumed) == stable(s)
+    assert json.loads((tmp_path / "b" / "toy" / "budget_curve.json").read_text()) == curve
