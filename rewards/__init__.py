@@ -41,6 +41,10 @@ Add your own length reward
 What else a reward can ask of the trainer (texts, token ids, think/answer lengths and entropies,
 budgets, cuts, its own dynamic-sampling scores, metrics to log) is declared, with defaults, on
 ``LengthReward`` (``rewards/base.py``); override what you use. No trainer file changes.
+
+Every reward also takes ``length_scope`` (``total`` | ``think`` | ``answer``): which tokens its lengths
+count. A reward that measures lengths reads them with ``self.scoped_lengths(batch)`` and sets
+``length_scopes = LENGTH_SCOPES``; one that leaves the default refuses any scope but ``total``.
 """
 
 from __future__ import annotations
