@@ -61,13 +61,17 @@ from conciser.rewards.curriculum import Curriculum
 from conciser.rewards.dler import Dler, DlerDA
 from conciser.rewards.dot import Dot
 from conciser.rewards.drpo import Drpo
+from conciser.rewards.efficient_reasoning import EfficientReasoning
 from conciser.rewards.grpo_lambda import GrpoLambda
+from conciser.rewards.grpo_lead import GrpoLead
 from conciser.rewards.hapo import Hapo
 from conciser.rewards.kimi import Kimi
 from conciser.rewards.l1 import L1Exact, L1Max
 from conciser.rewards.laser import Laser
 from conciser.rewards.laser_d import LaserD, LaserDE
+from conciser.rewards.lc_r1 import LcR1
 from conciser.rewards.palu import Palu
+from conciser.rewards.pear import Pear
 from conciser.rewards.shorterbetter import ShorterBetter
 from conciser.rewards.soft_overlong import SoftOverlong
 from conciser.rewards.thinkprune import ThinkPrune
@@ -94,6 +98,10 @@ REWARDS: dict[str, type[LengthReward]] = {
     "dot": Dot,
     "concise_r": ConciseR,
     "soft_overlong": SoftOverlong,
+    "pear": Pear,
+    "lc_r1": LcR1,
+    "efficient_reasoning": EfficientReasoning,
+    "grpo_lead": GrpoLead,
 }
 
 

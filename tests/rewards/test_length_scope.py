@@ -23,9 +23,10 @@ mk = partial(make_batch, max_length=100)
 SPLIT = dict(lengths=[14, 14], think_lengths=[8, 12], answer_lengths=[6, 2])
 
 # the rewards whose lengths can be scoped; the others' lengths are generation caps (palu, thinkprune), cut
-# positions (dot) or an overlong window below the cap (soft_overlong)
+# positions (dot), an overlong window below the cap (soft_overlong), or there is no length (pear)
 SCOPED = {"laser", "laser_d", "laser_de", "dler", "dler_da", "drpo", "hapo", "curriculum", "kimi", "cosine",
-          "l1_exact", "l1_max", "shorterbetter", "grpo_lambda", "concise_r"}
+          "l1_exact", "l1_max", "shorterbetter", "grpo_lambda", "concise_r", "efficient_reasoning", "grpo_lead",
+          "lc_r1"}
 
 
 @pytest.mark.parametrize("name,config,scope,expected", [
@@ -92,8 +93,9 @@ def _batch(rng):
               texts=["<think> a=1.</think>\\boxed{1}"] * n)
 
 
-# cosine keeps its cap check on the whole completion: it differs from a batch cut to the thinking by design
-PLAIN = sorted(SCOPED - {"cosine"})
+# cosine keeps its cap check on the whole completion, lc_r1 takes invalid thinking out of it: both differ
+# from a batch cut to the thinking by design, and have their own tables
+PLAIN = sorted(SCOPED - {"cosine", "lc_r1"})
 
 
 @pytest.mark.parametrize("name", PLAIN)

@@ -1,8 +1,8 @@
 """The declared reward protocol through real TRL scoring passes: the trainer fills exactly the optional
 RolloutBatch fields a reward declares in `needs()`, with the right values (texts, token ids, think/answer
 lengths split at the last end-of-thinking tag, per-phase entropies equal to a direct computation under the
-sampling policy), and a reward defined outside the package works by dotted path. A length scope makes a
-reward count the phase's tokens in a real scoring pass."""
+sampling policy), and a reward defined outside the package works by dotted path. PEAR scores with those
+entropies, and a length scope makes a reward count the phase's tokens in a real scoring pass."""
 
 import math
 
@@ -102,6 +102,38 @@ def _recording(trainer):
 
     trainer.length_reward.reward = reward
     return seen
+
+
+def _direct_entropies(model, prompt_ids, completion_ids, temperature):
+    """Per-token entropies of each completion: softmax(logits / T) of the model, computed here directly."""
+    out = []
+    for p, c in zip(prompt_ids, completion_ids):
+        with torch.no_grad():
+            logits = model(torch.tensor([list(p) + list(c)])).logits[0, len(p) - 1:-1] / temperature
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        out.append((-(logp.exp() * logp).sum(-1)).tolist())
+    return out
+
+
+def test_pear_scores_with_the_policy_entropies(tiny_toy_model, make_trainer, scripted):
+    trainer = make_trainer(tiny_toy_model, "pear", {"alpha": 0.5}, temperature=0.7)
+    seen = _recording(trainer)
+    calls = scripted(trainer, lambda p, j, call: completion(p, correct=j != 1, extra=2 * j))
+    trainer.model.train()
+    trainer._generate_and_score_completions(toy_inputs(trainer, 2, 4))
+    (batch, rewards), = seen
+    prompt_ids, completion_ids = calls[0]
+    entropies = _direct_entropies(trainer.model.eval(), prompt_ids, completion_ids, 0.7)
+    assert batch.think_lengths is None  # pear asks for the entropies only: split at the last </think> here
+    tag = trainer.processing_class.encode(toy.THINK_CLOSE, add_special_tokens=False)[0]
+    thinks = [len(c) - list(c)[::-1].index(tag) for c in completion_ids]
+    expected = []
+    for i, (ent, think, ok) in enumerate(zip(entropies, thinks, batch.correct)):
+        h_think, h_answer = sum(ent[:think]) / think, sum(ent[think:]) / (len(ent) - think)
+        assert (batch.think_entropies[i], batch.answer_entropies[i]) == pytest.approx((h_think, h_answer), rel=1e-4)
+        expected.append(min(1.0, 1.0 - max(0.0, h_think - 0.5 * h_answer)) if ok else 0.0)
+    assert rewards == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert batch.correct == [True, False, True, True] * 2 and len(set(rewards)) > 2
 
 
 def test_length_scope_think_counts_the_thinking_tokens_in_training(tiny_toy_model, make_trainer, scripted):
