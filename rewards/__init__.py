@@ -41,6 +41,10 @@ Add your own length reward
 What else a reward can ask of the trainer (texts, token ids, think/answer lengths and entropies,
 budgets, cuts, its own dynamic-sampling scores, metrics to log) is declared, with defaults, on
 ``LengthReward`` (``rewards/base.py``); override what you use. No trainer file changes.
+
+Every reward also takes ``length_scope`` (``total`` | ``think`` | ``answer``): which tokens its lengths
+count. A reward that measures lengths reads them with ``self.scoped_lengths(batch)`` and sets
+``length_scopes = LENGTH_SCOPES``; one that leaves the default refuses any scope but ``total``.
 """
 
 from __future__ import annotations
@@ -57,13 +61,17 @@ from conciser.rewards.curriculum import Curriculum
 from conciser.rewards.dler import Dler, DlerDA
 from conciser.rewards.dot import Dot
 from conciser.rewards.drpo import Drpo
+from conciser.rewards.efficient_reasoning import EfficientReasoning
 from conciser.rewards.grpo_lambda import GrpoLambda
+from conciser.rewards.grpo_lead import GrpoLead
 from conciser.rewards.hapo import Hapo
 from conciser.rewards.kimi import Kimi
 from conciser.rewards.l1 import L1Exact, L1Max
 from conciser.rewards.laser import Laser
 from conciser.rewards.laser_d import LaserD, LaserDE
+from conciser.rewards.lc_r1 import LcR1
 from conciser.rewards.palu import Palu
+from conciser.rewards.pear import Pear
 from conciser.rewards.shorterbetter import ShorterBetter
 from conciser.rewards.soft_overlong import SoftOverlong
 from conciser.rewards.thinkprune import ThinkPrune
@@ -90,6 +98,10 @@ REWARDS: dict[str, type[LengthReward]] = {
     "dot": Dot,
     "concise_r": ConciseR,
     "soft_overlong": SoftOverlong,
+    "pear": Pear,
+    "lc_r1": LcR1,
+    "efficient_reasoning": EfficientReasoning,
+    "grpo_lead": GrpoLead,
 }
 
 

@@ -11,6 +11,7 @@ overrides what it uses and touches no trainer file. The trainer never probes wit
     ==========================  ==================================================================
     needs()                     optional ``RolloutBatch`` fields the trainer must fill
                                 (``TRAINER_FIELDS``: texts, token ids, think/answer lengths, entropies)
+    length_scopes               the ``length_scope`` values the reward honours (see below)
     keep_all_correct            dynamic sampling keeps groups whose completions are all solved
     preferred_estimator         the advantage estimator this reward's objective is written for
     budget_kind                 None, "step" (``budget_at``) or "question" (``budget_for``)
@@ -24,6 +25,14 @@ overrides what it uses and touches no trainer file. The trainer never probes wit
     metrics(batch)              numbers to log under ``<name>/`` each generation batch
     check_cap(cap)              refuse settings that cannot work under the generation cap
     ==========================  ==================================================================
+
+Length scope. Every reward takes the config key ``length_scope`` (default ``"total"``): which tokens a
+length-measuring reward counts -- the whole completion (``total``), its thinking up to and including the
+end-of-thinking tag (``think``) or the answer after it (``answer``). A reward reads its lengths through
+``scoped_lengths(batch)`` and lists what it can honour in ``length_scopes``; a scope other than total
+adds the per-phase lengths to ``needs()``, so the trainer fills them. A reward whose lengths are
+generation caps or cut positions keeps the default ``("total",)`` and refuses any other scope when it
+is built, naming itself and the scopes it supports.
 """
 
 from __future__ import annotations
@@ -31,7 +40,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Literal
 
+from conciser.errors import UserError
 from conciser.rewards.batch import RolloutBatch
+
+#: What a reward's lengths can count: the whole completion, its thinking (up to and including the
+#: end-of-thinking tag) or its answer (after the tag). See "Length scope" above.
+LENGTH_SCOPES = ("total", "think", "answer")
+#: The trainer fields a think or answer scope reads (they come together in a RolloutBatch).
+PHASE_LENGTHS = frozenset({"think_lengths", "answer_lengths"})
 
 
 class LengthReward:
@@ -55,10 +71,16 @@ class LengthReward:
     #: {n} tokens."): the reward scores against ``RolloutBatch.target_lengths``, so the data must give
     #: each row a ``target_length`` (or ``data.target_lengths`` draws them). None: no per-prompt budget.
     target_prompt: ClassVar[str | None] = None
+    #: The ``length_scope`` values this reward honours: ("total",) for a reward that measures no length
+    #: or whose lengths are generation caps / cut positions; ``LENGTH_SCOPES`` for one that reads its
+    #: lengths through ``scoped_lengths``.
+    length_scopes: ClassVar[tuple[str, ...]] = ("total",)
+    length_scope: str = "total"  # this instance's scope (set by __init__)
 
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
+    def __init__(self, config: Any = None, *, length_scope: str = "total", **overrides: Any) -> None:
+        self.length_scope = self._check_scope(length_scope)
         if config is None:
-            valid = sorted(f.name for f in dataclasses.fields(self.Config))
+            valid = sorted([f.name for f in dataclasses.fields(self.Config)] + ["length_scope"])
             bad = sorted(set(overrides) - set(valid))
             if bad:
                 raise TypeError(
@@ -85,8 +107,25 @@ class LengthReward:
     # ----- optional capabilities: what the trainer may ask (defaults ask for nothing) --------------
     def needs(self) -> frozenset[str]:
         """Optional ``RolloutBatch`` fields this reward reads, from ``TRAINER_FIELDS``. The trainer
-        fills only these: texts are gathered from every rank, entropies cost a forward pass."""
-        return frozenset()
+        fills only these: texts are gathered from every rank, entropies cost a forward pass.
+        Override as ``super().needs() | {...}``: the base declares what the length scope reads."""
+        return frozenset() if self.length_scope == "total" else PHASE_LENGTHS
+
+    def scoped_lengths(self, batch: RolloutBatch) -> list[int]:
+        """Each completion's length in this reward's ``length_scope``: ``batch.lengths`` (total), or
+        the tokens of its thinking (closing tag included) or of its answer after the tag."""
+        if self.length_scope == "total":
+            return list(batch.lengths)
+        return list(batch.require(f"{self.length_scope}_lengths", self.name))
+
+    def _check_scope(self, scope: Any) -> str:
+        if scope not in LENGTH_SCOPES:
+            raise UserError(f"{self.name}.length_scope={scope!r} is not one of {list(LENGTH_SCOPES)}")
+        if scope not in self.length_scopes:
+            raise UserError(f"{self.name}.length_scope={scope!r}: reward {self.name!r} supports length_scope "
+                            f"{' / '.join(self.length_scopes)} only; remove length_scope, or pick a reward that "
+                            f"measures think / answer lengths (laser, dler, kimi, ...)")
+        return scope
 
     def budget_at(self, step: int) -> int:
         """The generation cap at optimizer ``step`` (``budget_kind == "step"``)."""
@@ -128,17 +167,25 @@ class LengthReward:
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"version": self.STATE_VERSION, "name": self.name,
-                "config": _jsonable(dataclasses.asdict(self.config)), **self._state()}
+        return {"version": self.STATE_VERSION, "name": self.name, "config": self._config_state(),
+                **self._state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, mine in (("version", self.STATE_VERSION), ("name", self.name),
-                          ("config", _jsonable(dataclasses.asdict(self.config)))):
+                          ("config", self._config_state())):
             if state.get(key) != mine:
                 raise ValueError(f"reward {self.name!r}: state {key} {state.get(key)!r} does not "
                                  f"match this reward's {key} {mine!r}; load a matching state file "
                                  f"or start fresh")
         self._load_state(state)
+
+    def _config_state(self) -> dict[str, Any]:
+        """The config as saved with the state (the length scope only when not total, so states
+        written before scopes existed still load)."""
+        out = _jsonable(dataclasses.asdict(self.config))
+        if self.length_scope != "total":
+            out["length_scope"] = self.length_scope
+        return out
 
     def _state(self) -> dict[str, Any]:
         return {}

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from conciser.rewards._stats import as_tuple, mean
-from conciser.rewards.base import LengthReward, check_targets
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward, check_targets
 from conciser.rewards.batch import RolloutBatch
 
 
@@ -46,6 +46,7 @@ class Dler(LengthReward):
     """DLER truncation reward: correctness if L <= L_T, else 0; x0.1 when cut off (code)."""
 
     name = "dler"
+    length_scopes = LENGTH_SCOPES
 
     @dataclass(frozen=True)
     class Config:
@@ -78,7 +79,7 @@ class Dler(LengthReward):
 
     def reward(self, batch: RolloutBatch) -> list[float]:
         out = []
-        for score, n, t, cut in zip(self.scores(batch), batch.lengths,
+        for score, n, t, cut in zip(self.scores(batch), self.scoped_lengths(batch),
                                     self.targets(batch), batch.truncated):
             if n > t:
                 score = 0.0

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from conciser.rewards._stats import mean
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward
 from conciser.rewards.batch import RolloutBatch
 
 
@@ -45,6 +45,7 @@ class Hapo(LengthReward):
     """HAPO: cosine/linear length term against each problem's best correct length so far."""
 
     name = "hapo"
+    length_scopes = LENGTH_SCOPES
     stateful = True
 
     @dataclass(frozen=True)
@@ -102,11 +103,12 @@ class Hapo(LengthReward):
 
     def reward(self, batch: RolloutBatch) -> list[float]:
         return [float(c) + self.config.weight * self.length_term(n, c, self.history_of(pid))
-                for pid, n, c in zip(batch.problem_ids, batch.lengths, batch.correct)]
+                for pid, n, c in zip(batch.problem_ids, self.scoped_lengths(batch), batch.correct)]
 
     def observe(self, batch: RolloutBatch) -> None:
+        lengths = self.scoped_lengths(batch)
         for pid, idx in batch.groups().items():
-            right = [batch.lengths[i] for i in idx if batch.correct[i]]
+            right = [lengths[i] for i in idx if batch.correct[i]]
             if not right:
                 continue
             h, count = self._history.get(pid, [None, 0])

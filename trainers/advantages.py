@@ -17,6 +17,13 @@ value per completion in global order plus the metrics that say what it did.
            taken at the generating policy, which is the current one when each generation batch feeds
            one optimizer step (TRL's default: steps_per_generation = gradient accumulation,
            num_iterations = 1); with reuse it is the generating policy's, as a stale weight.
+    grpo_lead  GRPO-LEAD's difficulty-aware reweighting (arXiv 2504.09696; code aeroplanepaper/GRPO-LEAD,
+           `core_algos.py`): TRL's group advantage A (per `trainer.scale_rewards`) times a logistic weight
+           of the group's solve rate rho (share of `correct and format_ok`):
+               A' = A * w(rho) if A > 0 else A * w(1 - rho),   w(x) = A_min + (B_max - A_min) / (1 + exp(k (x - x0)))
+           so correct answers to hard prompts (low rho) and wrong answers to easy ones (high rho) weigh up
+           to B_max, the others down to A_min. params: min_weight A_min (0.4), max_weight B_max (1.5),
+           midpoint x0 (0.75), steepness k (10); the code's std epsilon is 1e-6 where TRL's is 1e-4.
 
 Adding an estimator: subclass `Estimator` (`name`, `advantages(inp) -> (values, metrics)`; optionally
 `needs_scores`, `setup(reward, args)` for cross-block checks, and `owns_loss` + `loss(inp)` to replace
@@ -210,7 +217,44 @@ class DrpoWeights(Estimator):
         return weights, metrics
 
 
-ESTIMATORS: dict[str, type[Estimator]] = {"group": GroupAdvantage, "batch": BatchWhitened, "drpo": DrpoWeights}
+class DifficultyWeighted(Estimator):
+    """GRPO-LEAD: group advantages scaled up for correct answers to hard prompts and wrong answers to easy ones."""
+
+    name = "grpo_lead"
+
+    def __init__(self, min_weight: float = 0.4, max_weight: float = 1.5, midpoint: float = 0.75,
+                 steepness: float = 10.0) -> None:
+        values = dict(min_weight=min_weight, max_weight=max_weight, midpoint=midpoint, steepness=steepness)
+        for key, value in values.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"advantage.params.{key}={value!r} must be a number")
+        if not 0 <= min_weight <= max_weight:
+            raise ValueError(f"advantage.params: need 0 <= min_weight <= max_weight, got {min_weight} and "
+                             f"{max_weight} (the paper: 0.4 and 1.5)")
+        self.min_weight, self.max_weight = float(min_weight), float(max_weight)
+        self.midpoint, self.steepness = float(midpoint), float(steepness)
+
+    def weight(self, rho: float) -> float:
+        """w(rho): max_weight for rho well below the midpoint, min_weight well above it."""
+        x = max(-60.0, min(60.0, self.steepness * (rho - self.midpoint)))
+        return self.min_weight + (self.max_weight - self.min_weight) / (1.0 + math.exp(x))
+
+    def advantages(self, inp: EstimatorInput) -> tuple[torch.Tensor, dict[str, float]]:
+        right = inp.batch.correct_formatted
+        weights = [0.0] * len(right)
+        for idx in inp.batch.groups().values():
+            rho = sum(right[i] for i in idx) / len(idx)
+            for i in idx:
+                weights[i] = self.weight(rho) if inp.trl_advantages[i] > 0 else self.weight(1.0 - rho)
+        w = torch.tensor(weights, dtype=inp.trl_advantages.dtype)
+        adv = inp.trl_advantages * w
+        metrics = _summary(adv)
+        metrics["grpo_lead/weight_mean"] = w.mean().item()
+        return adv, metrics
+
+
+ESTIMATORS: dict[str, type[Estimator]] = {"group": GroupAdvantage, "batch": BatchWhitened, "drpo": DrpoWeights,
+                                          "grpo_lead": DifficultyWeighted}
 
 
 def build_estimator(name: str, params: dict[str, Any] | None = None) -> Estimator:

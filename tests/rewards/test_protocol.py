@@ -19,6 +19,9 @@ DECLARED = {
     "drpo": (set(), False, "drpo", None, False),
     "l1_exact": (set(), False, None, None, True),
     "l1_max": (set(), False, None, None, True),
+    "pear": ({"think_entropies", "answer_entropies"}, False, None, None, False),
+    "lc_r1": ({"texts", "think_lengths", "answer_lengths"}, False, None, None, False),
+    "grpo_lead": (set(), False, "grpo_lead", None, False),
 }
 
 

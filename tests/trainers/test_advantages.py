@@ -21,6 +21,11 @@ CENTRED = [0.75, -0.25, -0.25, -0.25, 0.25, 0.25, -0.75, 0.25]
 BATCH_WHITENED = [c / math.sqrt(1.5 / 7 + 1e-8) for c in CENTRED]
 GROUP_STD = [math.sqrt(0.75 / 3)] * 8  # each group's unbiased std = 0.5 (TRL adds 1e-4)
 GRPO = [c / (s + 1e-4) for c, s in zip(CENTRED, GROUP_STD)]
+# GRPO-LEAD: w(x) = 0.4 + 1.1 / (1 + exp(10 (x - 0.75))); solve rates 1/4 and 3/4. A positive advantage takes
+# w(rho), a negative one w(1 - rho): w(1/4) = 0.4 + 1.1 / (1 + e^-5) for the hard group's right answer and the
+# easy group's wrong one, w(3/4) = 0.95 for the others.
+HARD = 0.4 + 1.1 / (1 + math.exp(-5))
+GRPO_LEAD = [g * w for g, w in zip(GRPO, [HARD, 0.95, 0.95, 0.95, 0.95, 0.95, HARD, 0.95])]
 
 
 def _batch(lengths, solved, group=4, max_length=100):
@@ -82,6 +87,29 @@ def test_drpo_weights_hand_computed():
     assert metrics["drpo/objective"] == pytest.approx(objective / 2)
 
 
+def test_grpo_lead_reweights_by_difficulty():
+    adv, metrics = build_estimator("grpo_lead").advantages(_inp(REWARDS, trl=GRPO))
+    assert adv.tolist() == pytest.approx(GRPO_LEAD, abs=1e-6)
+    assert metrics["grpo_lead/weight_mean"] == pytest.approx((2 * HARD + 6 * 0.95) / 8)
+
+
+def test_grpo_lead_weight_curve_and_all_equal_groups():
+    est = build_estimator("grpo_lead", {"min_weight": 0.5, "max_weight": 2.0, "midpoint": 0.5, "steepness": 4})
+    assert [est.weight(x) for x in (0.0, 0.5, 1.0)] == pytest.approx(
+        [0.5 + 1.5 / (1 + math.exp(-2)), 1.25, 0.5 + 1.5 / (1 + math.exp(2))])
+    # all-right and all-wrong groups have advantage 0 from TRL, and stay 0
+    adv, _ = build_estimator("grpo_lead").advantages(_inp([1.0] * 4 + [0.0] * 4))
+    assert adv.tolist() == [0.0] * 8
+
+
+@pytest.mark.parametrize("params,match", [({"min_weight": 2.0}, "min_weight <= max_weight"),
+                                          ({"steepness": "10"}, "steepness='10' must be a number"),
+                                          ({"k": 10}, "advantage.params")])
+def test_grpo_lead_bad_params_name_the_field(params, match):
+    with pytest.raises(ValueError, match=match):
+        build_estimator("grpo_lead", params)
+
+
 def test_unknown_estimator_and_bad_params_name_the_field():
     with pytest.raises(ValueError, match="advantage.estimator.*valid: batch, drpo, group"):
         build_estimator("batchh")
@@ -100,7 +128,7 @@ def _script(p, j, call):
     return completion(p, correct=right, extra=j)
 
 
-@pytest.mark.parametrize("estimator,expected", [("batch", BATCH_WHITENED), ("group", GRPO)])
+@pytest.mark.parametrize("estimator,expected", [("batch", BATCH_WHITENED), ("group", GRPO), ("grpo_lead", GRPO_LEAD)])
 def test_estimators_in_a_real_scoring_pass(tiny_toy_model, make_trainer, scripted, estimator, expected):
     trainer = make_trainer(tiny_toy_model, "dler", {"target_length": 48}, advantage={"estimator": estimator})
     _script.ids = [trainer.train_dataset[i]["problem_id"] for i in range(2)]

@@ -34,6 +34,10 @@ SIGNS = {
     "palu": {"palu/budget_mean"},
     "dot": {"dot/cut_frac"},
     "kimi": {"rewards/kimi/mean"},
+    "pear": {"pear/think_entropy_mean", "pear/penalty_mean"},
+    "lc_r1": {"lc_r1/unreached_frac", "lc_r1/valid_frac_mean"},
+    "grpo_lead": {"grpo_lead/weight_mean", "grpo_lead/gated_group_frac"},
+    "efficient_reasoning": {"rewards/efficient_reasoning/mean"},
 }
 
 

@@ -1,7 +1,8 @@
 """The declared reward protocol through real TRL scoring passes: the trainer fills exactly the optional
 RolloutBatch fields a reward declares in `needs()`, with the right values (texts, token ids, think/answer
 lengths split at the last end-of-thinking tag, per-phase entropies equal to a direct computation under the
-sampling policy), and a reward defined outside the package works by dotted path."""
+sampling policy), and a reward defined outside the package works by dotted path. PEAR scores with those
+entropies, and a length scope makes a reward count the phase's tokens in a real scoring pass."""
 
 import math
 
@@ -88,3 +89,82 @@ def test_reward_funcs_are_refused(tiny_toy_model, tmp_path):
     with pytest.raises(ValueError, match="do not pass reward_funcs"):
         ConciseGRPOTrainer(model=str(tiny_toy_model), args=GRPOConfig(output_dir=str(tmp_path), bf16=False),
                            length_reward=build_reward("kimi"), reward_funcs=[lambda **_: [0.0]])
+
+
+def _recording(trainer):
+    """Record (batch, rewards) of every call of the trainer's length reward."""
+    seen, score = [], trainer.length_reward.reward
+
+    def reward(batch):
+        out = score(batch)
+        seen.append((batch, out))
+        return out
+
+    trainer.length_reward.reward = reward
+    return seen
+
+
+def _direct_entropies(model, prompt_ids, completion_ids, temperature):
+    """Per-token entropies of each completion: softmax(logits / T) of the model, computed here directly."""
+    out = []
+    for p, c in zip(prompt_ids, completion_ids):
+        with torch.no_grad():
+            logits = model(torch.tensor([list(p) + list(c)])).logits[0, len(p) - 1:-1] / temperature
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        out.append((-(logp.exp() * logp).sum(-1)).tolist())
+    return out
+
+
+def test_pear_scores_with_the_policy_entropies(tiny_toy_model, make_trainer, scripted):
+    trainer = make_trainer(tiny_toy_model, "pear", {"alpha": 0.5}, temperature=0.7)
+    seen = _recording(trainer)
+    calls = scripted(trainer, lambda p, j, call: completion(p, correct=j != 1, extra=2 * j))
+    trainer.model.train()
+    trainer._generate_and_score_completions(toy_inputs(trainer, 2, 4))
+    (batch, rewards), = seen
+    prompt_ids, completion_ids = calls[0]
+    entropies = _direct_entropies(trainer.model.eval(), prompt_ids, completion_ids, 0.7)
+    assert batch.think_lengths is None  # pear asks for the entropies only: split at the last </think> here
+    tag = trainer.processing_class.encode(toy.THINK_CLOSE, add_special_tokens=False)[0]
+    thinks = [len(c) - list(c)[::-1].index(tag) for c in completion_ids]
+    expected = []
+    for i, (ent, think, ok) in enumerate(zip(entropies, thinks, batch.correct)):
+        h_think, h_answer = sum(ent[:think]) / think, sum(ent[think:]) / (len(ent) - think)
+        assert (batch.think_entropies[i], batch.answer_entropies[i]) == pytest.approx((h_think, h_answer), rel=1e-4)
+        expected.append(min(1.0, 1.0 - max(0.0, h_think - 0.5 * h_answer)) if ok else 0.0)
+    assert rewards == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert batch.correct == [True, False, True, True] * 2 and len(set(rewards)) > 2
+
+
+def test_length_scope_think_counts_the_thinking_tokens_in_training(tiny_toy_model, make_trainer, scripted):
+    # j even: 6 filler tokens in the thinking; j odd: the same 6 after </think>. Equal totals, different splits.
+    def script(p, j, call):
+        text = toy.minimal_trace(p)
+        filler = " hmm" * 6
+        return text.replace(toy.THINK_CLOSE, filler + toy.THINK_CLOSE) if j % 2 == 0 else \
+            text.replace(toy.THINK_CLOSE, toy.THINK_CLOSE + filler)
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_toy_model)
+    tag = tok.encode(toy.THINK_CLOSE, add_special_tokens=False)[0]
+    probe = make_trainer(tiny_toy_model, "laser", {"target_length": 16})
+    first = next(p for p in toy.train_problems(16) if p.id == probe.train_dataset[0]["problem_id"])
+    ids = tok(script(first, 1, 0), add_special_tokens=False).input_ids
+    target = ids.index(tag) + 1  # the first prompt's short thinking fits exactly, its long one does not
+
+    for scope in ("total", "think"):
+        trainer = make_trainer(tiny_toy_model, "laser", {"target_length": target, "length_scope": scope})
+        seen = _recording(trainer)
+        scripted(trainer, script)
+        trainer.model.train()
+        trainer._generate_and_score_completions(toy_inputs(trainer, 2, 4))
+        (batch, rewards), = seen
+        if scope == "total":
+            assert batch.think_lengths is None
+            assert rewards == [1.0] * 8  # every completion is longer than the short thinking
+            continue
+        assert [a - b for a, b in zip(batch.think_lengths[0::2], batch.think_lengths[1::2])] == [6] * 4
+        assert batch.lengths[0::2] == batch.lengths[1::2]
+        assert rewards == [1.5 if t <= target else 1.0 for t in batch.think_lengths]
+        assert rewards[:2] == [1.0, 1.5]
