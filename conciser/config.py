@@ -88,10 +88,12 @@ class AdvantageConfig:
 
     estimator: `group` (GRPO: TRL's own group normalisation, `trainer.scale_rewards` applies),
         `batch` (DLER / REINFORCE++-baseline: group-mean subtraction, then whitening over the whole
-        gathered batch), `drpo` (DRPO's decoupled objective and loss; needs `rewards.method: drpo`), or
-        a dotted path to your own `conciser.trainers.advantages.Estimator` subclass.
+        gathered batch), `raw` (the reward itself, no baseline: AdaptThink / O1-Pruner, whose reward
+        subtracts the reference model's statistics), `drpo` (DRPO's decoupled objective and loss; needs
+        `rewards.method: drpo`), or a dotted path to your own `conciser.trainers.advantages.Estimator` subclass.
     params: the estimator's options; `batch`: `token_weighted` (false: per-sequence statistics as in
-        the DLER paper; true: over response tokens as in verl), `eps` (1e-8). `group`, `drpo`: none
+        the DLER paper; true: over response tokens as in verl), `eps` (1e-8). `raw`: `whiten` (false;
+        true: z-score over the batch), `eps` (1e-8). `group`, `drpo`: none
         (DRPO's lambda, tau, delta, beta are `rewards.params`).
     """
 

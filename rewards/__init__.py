@@ -18,7 +18,9 @@ Add your own length reward
    config field with its paper default)::
 
        from dataclasses import dataclass
-       from conciser.rewards.base import LengthReward
+       from conciser.rewards.a_dlp import ADlp
+from conciser.rewards.adaptthink import AdaptThink
+from conciser.rewards.base import LengthReward
 
        class MyReward(LengthReward):
            name = "my_reward"
@@ -49,6 +51,8 @@ import dataclasses
 from typing import Any
 
 from conciser.plugins import is_dotted_path, load_class
+from conciser.rewards.a_dlp import ADlp
+from conciser.rewards.adaptthink import AdaptThink
 from conciser.rewards.base import LengthReward
 from conciser.rewards.batch import RolloutBatch
 from conciser.rewards.concise_r import ConciseR
@@ -63,6 +67,7 @@ from conciser.rewards.kimi import Kimi
 from conciser.rewards.l1 import L1Exact, L1Max
 from conciser.rewards.laser import Laser
 from conciser.rewards.laser_d import LaserD, LaserDE
+from conciser.rewards.o1_pruner import O1Pruner
 from conciser.rewards.palu import Palu
 from conciser.rewards.shorterbetter import ShorterBetter
 from conciser.rewards.soft_overlong import SoftOverlong
@@ -90,6 +95,10 @@ REWARDS: dict[str, type[LengthReward]] = {
     "dot": Dot,
     "concise_r": ConciseR,
     "soft_overlong": SoftOverlong,
+    # scored against the starting model's reference statistics (rewards/reference.py)
+    "o1_pruner": O1Pruner,
+    "adaptthink": AdaptThink,
+    "a_dlp": ADlp,
 }
 
 
