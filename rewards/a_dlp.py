@@ -30,7 +30,7 @@ Paper vs code, and this implementation:
   * The code runs GRPO (`adv_estimator=grpo`); any estimator works here.
 
 Config (default, the code's): lambda_init (1e-3), lr (1e-3, the controller's step size),
-reference_accuracy (null: from reference_stats), reference_stats ("": the path of the reference
+reference_accuracy (null: from reference_stats), reference_stats (null: the path of the reference
 samples; one of the two is required).
 """
 
@@ -54,7 +54,7 @@ class ADlp(ReferenceReward):
         lambda_init: float = 1e-3
         lr: float = 1e-3
         reference_accuracy: float | None = None
-        reference_stats: str = ""
+        reference_stats: str | None = None
 
         def __post_init__(self) -> None:
             if self.lambda_init < 0:
@@ -79,7 +79,7 @@ class ADlp(ReferenceReward):
         return self._lambda
 
     def reference_stats(self) -> str | None:
-        return None if self.config.reference_accuracy is not None else self.config.reference_stats
+        return None if self.config.reference_accuracy is not None else super().reference_stats()
 
     @property
     def reference_accuracy(self) -> float:

@@ -42,7 +42,7 @@ Paper vs code, and this implementation:
 Config (default): delta (0.05), nothinking_ratio (0.5; round(G * ratio) rollouts of each group, the
 first ones, are forced to NoThinking), nothinking_prefix ("</think>": for a chat template that opens
 `<think>` in the prompt, as R1-distilled models'; the toy writes "<think></think>"), thinking_prefix
-("Alright", the code's; null = the thinking half samples freely), reference_stats ("": required).
+("Alright", the code's; null = the thinking half samples freely), reference_stats (null; required: the path of the reference samples).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class AdaptThink(ReferenceReward):
         nothinking_ratio: float = 0.5
         nothinking_prefix: str = THINK_CLOSE
         thinking_prefix: str | None = "Alright"
-        reference_stats: str = ""
+        reference_stats: str | None = None
 
         def __post_init__(self) -> None:
             if self.delta < 0:

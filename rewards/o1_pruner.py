@@ -30,7 +30,7 @@ Paper vs code, and this implementation:
     not re-graded here.
 
 Config (default): lam (2.0, the paper's best; the code's alpha), clip_low (-2.0) and clip_high (4.0)
-(the code's clip; null = unclipped), reference_stats ("": required; the path of the reference samples,
+(the code's clip; null = unclipped), reference_stats (null; required: the path of the reference samples,
 see `rewards/reference.py`).
 """
 
@@ -54,7 +54,7 @@ class O1Pruner(ReferenceReward):
         lam: float = 2.0
         clip_low: float | None = -2.0
         clip_high: float | None = 4.0
-        reference_stats: str = ""
+        reference_stats: str | None = None
 
         def __post_init__(self) -> None:
             if self.lam < 0:

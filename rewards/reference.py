@@ -189,7 +189,7 @@ class ReferenceReward(LengthReward):
         self._reference: ReferenceStats | None = None
 
     def reference_stats(self) -> str | None:
-        return self.config.reference_stats
+        return self.config.reference_stats or ""  # required: "" makes the trainer ask for it
 
     def use_reference(self, stats: ReferenceStats) -> None:
         self._reference = stats
