@@ -128,3 +128,35 @@ def test_evaluation_samples_freely(tiny_toy_model, make_trainer):
     trainer.model.train()
     out = trainer._generate_and_score_completions(toy_inputs(trainer, 2, 4))
     assert all(ids[:2].tolist() == prefix for ids in out["completion_ids"])
+
+
+def test_conciser_train_builds_the_toy_statistics_when_missing_or_stale(tiny_toy_model, tmp_path, monkeypatch):
+    import shutil
+
+    from conciser.reference_cli import ensure_toy_reference
+    from conciser.trainers.toy_sft import toy_base_dir
+
+    monkeypatch.setenv("CONCISER_CACHE", str(tmp_path / "cache"))
+    base = toy_base_dir()
+    shutil.copytree(tiny_toy_model, base)
+    (base / "toy_base.json").write_text("{}")  # what ensure_toy_base looks for
+    stats = tmp_path / "REF" / "train" / "samples.jsonl"
+    overrides = ["data.n_train=4", "trainer.max_completion_length=16", f"rewards.params.reference_stats={stats}"]
+    built = ensure_toy_reference("toy/adaptthink", overrides, n=2)
+    assert built == stats and load_reference_stats(stats).model == str(base.resolve())
+    assert ensure_toy_reference("toy/adaptthink", overrides, n=2) is None  # fresh: nothing to do
+    assert prepare("toy/adaptthink", overrides)[2].reference.model == str(base.resolve())
+    assert ensure_toy_reference("toy/adaptthink", [*overrides, "data.n_train=6"], n=2) == stats  # new problems
+    assert len(load_reference_stats(stats)) == 6
+    write_reference(stats.parent, {p.id: [(3, True)] for p in toy.train_problems(6)}, model="/another/base")
+    assert ensure_toy_reference("toy/adaptthink", [*overrides, "data.n_train=6"], n=2) == stats  # stale
+    assert load_reference_stats(stats).model == str(base.resolve())
+    # another model than the toy base: left to the trainer, which names the command
+    assert ensure_toy_reference("toy/adaptthink", [*overrides, f"model.name_or_path={tiny_toy_model}"]) is None
+
+
+def test_the_command_needs_a_reward_with_reference_statistics(capsys):
+    from conciser.cli import main
+
+    assert main(["reference-stats", "toy/laser"]) == 2
+    assert "rewards.params.reference_stats is not set (the 'laser' reward uses none); pass --out" in capsys.readouterr().err
