@@ -20,10 +20,11 @@ State: lam (and the number of batches seen), checkpointed as JSON with the train
 restored on resume (`stateful`), as HAPO's history.
 
 Paper vs code, and this implementation:
-  * The code's A_ref is a constant (`acc_init` = 0.62 in `scripts/train.sh`, DeepScaleR-1.5B-Preview's
-    accuracy on its training set). Here it is `reference_accuracy` when set, otherwise the mean
-    per-problem accuracy of the reference statistics (`rewards/reference.py`) over the training
-    problems -- the same number, measured by the eval harness on the same problems.
+  * The code's A_ref is a constant, `acc_init` = 0.62 in `scripts/train.sh` for DeepScaleR-1.5B-Preview
+    (the code does not say how it was measured; the paper calls it the reference accuracy). Here it is
+    `reference_accuracy` when set, otherwise the mean per-problem accuracy of the reference statistics
+    (`rewards/reference.py`) over the training problems: the starting model's accuracy, measured by
+    the eval harness on the problems being trained on.
   * The code's length is the raw response token count and its lambda_init = lr = 1e-3 at an 8k cap
     (responses of a few thousand tokens: lam * L starts at a few units, far above the correctness
     reward). Recipes with other lengths scale both (the toy recipe explains its scaling).
