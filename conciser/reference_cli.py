@@ -18,7 +18,7 @@ or `--out`. Re-running resumes, as `conciser eval` does.
 
 The toy needs no extra command: `conciser train` builds a toy recipe's statistics when they are
 missing or were written for another toy base (`ensure_toy_reference`, `TOY_SAMPLES` samples per
-problem, a minute or two on CPU); for any other model `conciser train` stops before loading it and
+problem, about 1.5 min of CPU time); for any other model `conciser train` stops before loading it and
 names this command.
 """
 
@@ -35,7 +35,7 @@ from conciser.errors import UserError
 log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLES = 16   # K of AdaptThink (16) and O1-Pruner's code default (--K 16)
-TOY_SAMPLES = 8        # the toy's automatic build: 512 problems x 8 in a minute or two on CPU
+TOY_SAMPLES = 8        # the toy's automatic build: 512 problems x 8, ~85 s of CPU time (one core)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
