@@ -438,8 +438,11 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
     broken, method_steps = {}, {}
     for m in methods:  # a recipe that does not validate is reported, before minutes of training
         try:
+            from conciser.reference_cli import ensure_toy_reference
             from conciser.trainers.train import prepare
 
+            # reference statistics (o1_pruner, adaptthink, a_dlp): built once here, before the workers start
+            ensure_toy_reference(recipe_for(m), [f"model.name_or_path={model}", *(extra or [])])
             _, _, _, args = prepare(recipe_for(m), [f"model.name_or_path={model}", *(extra or [])])
             # a recipe that stops earlier keeps its own length (DLER's: dynamic sampling runs dry on the toy)
             method_steps[m] = min(steps, args.max_steps) if args.max_steps > 0 else steps

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("conciser.eval.cli", "evaluate a model on benchmarks (accuracy and tokens)"),
     "demo": ("conciser.demo", "toy base -> GRPO with a length reward -> eval base vs trained"),
     "toy-base": ("conciser.toy_base_cli", "build (or locate) the cached toy overthinking base model"),
+    "reference-stats": ("conciser.reference_cli", "sample a recipe's starting model on its training problems: the "
+                        "reference statistics of o1_pruner / adaptthink / a_dlp"),
     "recipes": ("conciser.recipes_cli", "list the bundled recipes"),
     "env": ("conciser.env", "print versions of the packages conciser depends on"),
     "merge": ("conciser.trainers.merge", "DLER update-selective merge: base + scale * top-k|delta| of a tuned model"),

@@ -114,12 +114,14 @@ class AdvantageConfig:
 
     estimator: `group` (GRPO: TRL's own group normalisation, `trainer.scale_rewards` applies),
         `batch` (DLER / REINFORCE++-baseline: group-mean subtraction, then whitening over the whole
-        gathered batch), `drpo` (DRPO's decoupled objective and loss; needs `rewards.method: drpo`),
-        `grpo_lead` (GRPO's group advantages reweighted by each group's solve rate, GRPO-LEAD), or
-        a dotted path to your own `conciser.trainers.advantages.Estimator` subclass.
+        gathered batch), `raw` (the reward itself, no baseline: AdaptThink / O1-Pruner, whose reward
+        subtracts the reference model's statistics), `drpo` (DRPO's decoupled objective and loss; needs
+        `rewards.method: drpo`), `grpo_lead` (GRPO's group advantages reweighted by each group's solve
+        rate, GRPO-LEAD), or a dotted path to your own `conciser.trainers.advantages.Estimator` subclass.
     params: the estimator's options; `batch`: `token_weighted` (false: per-sequence statistics as in
-        the DLER paper; true: over response tokens as in verl), `eps` (1e-8); `grpo_lead`: `min_weight`
-        (0.4), `max_weight` (1.5), `midpoint` (0.75), `steepness` (10). `group`, `drpo`: none
+        the DLER paper; true: over response tokens as in verl), `eps` (1e-8). `raw`: `whiten` (false;
+        true: z-score over the batch), `eps` (1e-8). `grpo_lead`: `min_weight` (0.4), `max_weight` (1.5),
+        `midpoint` (0.75), `steepness` (10). `group`, `drpo`: none
         (DRPO's lambda, tau, delta, beta are `rewards.params`).
     """
 

@@ -5,7 +5,9 @@
     conciser train toy/laser --resume                 # continue from the last checkpoint
     conciser train r1-distill-qwen-1.5b/dler --accelerate zero2   # under accelerate launch
 
-The work itself is `conciser.trainers.train.train`; this module is its command line.
+The work itself is `conciser.trainers.train.train`; this module is its command line. A toy recipe whose
+reward scores against reference statistics (o1_pruner, adaptthink, a_dlp) gets them built first
+(`conciser.reference_cli.ensure_toy_reference`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from conciser.reference_cli import ensure_toy_reference
+
+    ensure_toy_reference(args.recipe, args.overrides)  # a toy recipe's reference statistics, once, before any launch
     rc = maybe_relaunch(args)  # with --accelerate: re-run this command under `accelerate launch`
     if rc is not None:
         return rc

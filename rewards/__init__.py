@@ -18,7 +18,9 @@ Add your own length reward
    config field with its paper default)::
 
        from dataclasses import dataclass
-       from conciser.rewards.base import LengthReward
+       from conciser.rewards.a_dlp import ADlp
+from conciser.rewards.adaptthink import AdaptThink
+from conciser.rewards.base import LengthReward
 
        class MyReward(LengthReward):
            name = "my_reward"
@@ -53,6 +55,8 @@ import dataclasses
 from typing import Any
 
 from conciser.plugins import is_dotted_path, load_class
+from conciser.rewards.a_dlp import ADlp
+from conciser.rewards.adaptthink import AdaptThink
 from conciser.rewards.base import LengthReward
 from conciser.rewards.batch import RolloutBatch
 from conciser.rewards.concise_r import ConciseR
@@ -70,6 +74,7 @@ from conciser.rewards.l1 import L1Exact, L1Max
 from conciser.rewards.laser import Laser
 from conciser.rewards.laser_d import LaserD, LaserDE
 from conciser.rewards.lc_r1 import LcR1
+from conciser.rewards.o1_pruner import O1Pruner
 from conciser.rewards.palu import Palu
 from conciser.rewards.pear import Pear
 from conciser.rewards.shorterbetter import ShorterBetter
@@ -102,6 +107,10 @@ REWARDS: dict[str, type[LengthReward]] = {
     "lc_r1": LcR1,
     "efficient_reasoning": EfficientReasoning,
     "grpo_lead": GrpoLead,
+    # scored against the starting model's reference statistics (rewards/reference.py)
+    "o1_pruner": O1Pruner,
+    "adaptthink": AdaptThink,
+    "a_dlp": ADlp,
 }
 
 

@@ -24,6 +24,10 @@ overrides what it uses and touches no trainer file. The trainer never probes wit
     monitor_due(step)           sample the monitor set now; the result goes to ``update_coverage``
     metrics(batch)              numbers to log under ``<name>/`` each generation batch
     check_cap(cap)              refuse settings that cannot work under the generation cap
+    reference_stats()           path of the starting model's per-problem length and accuracy
+                                (``rewards/reference.py``); loaded, checked, given to ``use_reference``
+    completion_prefixes(G)      text forced at the start of each rollout of a group, by position
+                                (AdaptThink's forced empty thinking); training only
     ==========================  ==================================================================
 
 Length scope. Every reward takes the config key ``length_scope`` (default ``"total"``): which tokens a
@@ -165,6 +169,33 @@ class LengthReward:
         """The method's state worth logging for ``batch`` (targets, budgets, history), logged as
         ``<name>/<key>``. Pure."""
         return {}
+
+    def reference_stats(self) -> str | None:
+        """Path of the reference statistics this reward scores against: the eval harness's samples of
+        the *starting* model on the training problems (``rewards/reference.py``); None: none (default).
+        Before any model loads, the trainer reads the file, checks that it was written for the recipe's
+        model and covers every training problem (a UserError names the file and the command that
+        writes it), and passes the training problems' statistics to ``use_reference``."""
+        return None
+
+    def use_reference(self, stats: Any) -> None:
+        """Take the loaded ``ReferenceStats`` (once, before training, when ``reference_stats()`` names a file)."""
+        raise TypeError(f"reward {self.name!r} declares no reference statistics (reference_stats() is None)")
+
+    def completion_prefixes(self, group_size: int) -> list[str | None] | None:
+        """Text that each of a group's ``group_size`` rollouts must start with, by position in the group
+        (None: sampled freely); None for all: nothing is forced (default). Training only: evaluation and
+        the monitor set sample freely.
+
+        The trainer appends a prefix's tokens to the prompt for generation and makes them the first
+        tokens of the completion: they are graded, counted in ``lengths`` and trained, because the
+        decision they stand for (AdaptThink: close the thinking at once) is what the policy must learn
+        to take by itself at inference, where nothing is forced. They were not sampled from the policy,
+        so their behaviour probability is the share of the group forced to the same prefix: the trainer
+        writes log(share) as the old log-prob of the prefix's last token (write prefixes whose last
+        token is the decision, as ``</think>`` is) and 0 for its earlier tokens -- AdaptThink's
+        importance sampling. The completion, prefix included, stays within the generation cap."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {"version": self.STATE_VERSION, "name": self.name, "config": self._config_state(),

@@ -9,6 +9,10 @@ value per completion in global order plus the metrics that say what it did.
            over the whole batch: (A - mean(A)) / sqrt(var(A) + eps), unbiased variance.
            params: token_weighted (False = the paper's per-sequence statistics; True = verl's code,
            mean and variance over response tokens), eps (1e-8).
+    raw    A_i = r_i: no group baseline and no scaling, for rewards whose own reference terms are the
+           baseline (AdaptThink's `naive` estimator: r = solved - A_ref + delta). params: whiten (False;
+           True: (r - mean) / sqrt(var + eps) over the whole gathered batch, as O1-Pruner's code
+           z-scores its weights over the dataset), eps (1e-8).
     drpo   DRPO's decoupled objective (methods-core §3). Not an advantage: per-sequence weights of
            the length-normalised log-likelihood s(o) = mean_t log pi(o_t), consumed by `drpo_loss`
            (the trainer swaps TRL's clipped loss for it). Positives get w_i = softmax of the length
@@ -167,6 +171,28 @@ class BatchWhitened(Estimator):
         return adv, metrics
 
 
+class RawRewards(Estimator):
+    """The rewards themselves (AdaptThink's `naive`), optionally whitened over the batch (O1-Pruner's code)."""
+
+    name = "raw"
+
+    def __init__(self, whiten: bool = False, eps: float = 1e-8) -> None:
+        if not isinstance(whiten, bool):
+            raise ValueError(f"advantage.params.whiten={whiten!r} must be true or false")
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+            raise ValueError(f"advantage.params.eps={eps!r} must be a number > 0")
+        self.whiten = whiten
+        self.eps = float(eps)
+
+    def advantages(self, inp: EstimatorInput) -> tuple[torch.Tensor, dict[str, float]]:
+        r = inp.rewards.double()
+        if self.whiten:
+            var = r.var() if r.numel() > 1 else torch.zeros((), dtype=r.dtype)
+            r = (r - r.mean()) / torch.sqrt(var + self.eps)
+        adv = r.to(inp.rewards.dtype)
+        return adv, _summary(adv)
+
+
 class DrpoWeights(Estimator):
     """DRPO: per-sequence weights for `drpo_loss` (positives: length softmax; negatives: -softmax(s/tau))."""
 
@@ -253,8 +279,8 @@ class DifficultyWeighted(Estimator):
         return adv, metrics
 
 
-ESTIMATORS: dict[str, type[Estimator]] = {"group": GroupAdvantage, "batch": BatchWhitened, "drpo": DrpoWeights,
-                                          "grpo_lead": DifficultyWeighted}
+ESTIMATORS: dict[str, type[Estimator]] = {"group": GroupAdvantage, "batch": BatchWhitened, "raw": RawRewards,
+                                          "drpo": DrpoWeights, "grpo_lead": DifficultyWeighted}
 
 
 def build_estimator(name: str, params: dict[str, Any] | None = None) -> Estimator:

@@ -7,7 +7,8 @@ recipe's `LengthReward` scores the whole gathered batch. Once per generation bat
 
 1. budgets the generation: the recipe's budget schedule sets the cap for this step in every place
    TRL keeps a copy (`trainers/budget.py`); per-question budgets cut each completion at its
-   question's budget; a reward's monitor set is sampled when the reward says it is due;
+   question's budget; a reward's monitor set is sampled when the reward says it is due; rollouts
+   open with the prefixes the reward forces (`completion_prefixes`, `trainers/prefixes.py`);
 2. grades each completion once, locally (the grader is the only correctness judge), fills what the
    reward declared it needs (texts, token ids, think/answer lengths and entropies; `rollouts.py`),
    and gathers the rows from every rank;
@@ -52,6 +53,7 @@ from conciser.trainers.advantages import EstimatorInput, LossInput, build_estima
 from conciser.trainers.budget import build_budget, set_generation_cap
 from conciser.trainers.checks import check_training_blocks
 from conciser.trainers.checkpoints import mark_complete
+from conciser.trainers.prefixes import Forced, behaviour_logps, forced_prefixes, rows_forced, with_prefixes
 from conciser.trainers.rollouts import (
     PHASE_ENTROPIES, Row, check_needs, completion_text, phase_fields, rollout_batch,
 )
@@ -98,6 +100,7 @@ class _Round:
     row_budgets: list[int] | None = None   # per-question caps of this rank's rows
     budget_metric: float = 0.0             # the cap (or mean per-question cap) logged as length/budget
     prompt_ids: list[list[int]] | None = None  # captured when entropies are needed
+    forced: list[Forced] | None = None     # the prefixes forced on this rank's rows (training)
     scored: _Scored | None = None
 
 
@@ -157,6 +160,7 @@ class ConciseGRPOTrainer(GRPOTrainer):
         keep = self.sampling.keep_all_correct
         self._keep_all_correct = length_reward.keep_all_correct if keep is None else keep
         self._think_tag = self._tokenizer.encode(THINK_CLOSE, add_special_tokens=False)
+        self._forced = forced_prefixes(length_reward, self.num_generations, self._tokenizer)
         self._round: _Round | None = None
         self._reward_metrics: dict[str, float] = {}
 
@@ -194,7 +198,8 @@ class ConciseGRPOTrainer(GRPOTrainer):
     def _score_round(self, inputs) -> tuple[dict[str, Any], _Scored]:
         """One TRL generate-and-score pass over `inputs` (plus per-question cuts and cut masks)."""
         inputs = self._with_budget_prompt(inputs)
-        round_ = _Round(budget_metric=float(self.max_completion_length))
+        round_ = _Round(budget_metric=float(self.max_completion_length), forced=rows_forced(  # training rounds only
+            self._forced if self.model.training else None, self.accelerator.process_index * len(inputs), len(inputs)))
         if self.budget.per_prompt:
             pids = gather_object([str(x["problem_id"]) for x in inputs])
             budgets = self.budget.budgets_for(pids, self.state.global_step)
@@ -213,8 +218,10 @@ class ConciseGRPOTrainer(GRPOTrainer):
                 if cut is not None:
                     out["completion_mask"][i, cut:] = 0
             out["num_items_in_batch"] = self.accelerator.gather(self._loss_mask(out).sum()).sum()
-        if self.estimator.needs_scores and out.get("old_per_token_logps") is None:
+        if (self.estimator.needs_scores or round_.forced) and out.get("old_per_token_logps") is None:
             out["old_per_token_logps"] = self._policy_logps(out)
+        if round_.forced:  # the forced tokens' behaviour probability (`trainers/prefixes.py`)
+            out["old_per_token_logps"] = behaviour_logps(out["old_per_token_logps"], round_.forced)
         return out, scored
 
     def _dynamic_sampling(self, inputs):
@@ -391,13 +398,19 @@ class ConciseGRPOTrainer(GRPOTrainer):
     # TRL 1.16: `_generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
     # has_tool_images=False)` returns (completion_ids, logprobs) per row, vLLM or transformers alike.
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        round_ = self._round
+        forced = round_.forced if round_ is not None else None  # the monitor set (no round) is never forced
+        if round_ is not None and self.needs & PHASE_ENTROPIES:  # the prompts alone: a prefix is completion
+            round_.prompt_ids = [list(p) for p in prompt_ids]
+        if forced is not None:
+            prompt_ids = [list(p) + f.ids for p, f in zip(prompt_ids, forced, strict=True)]
+            num_generations = 1  # a group's rows now differ (TRL's vLLM server mode samples one prompt per group)
         completion_ids, logprobs = super()._generate_single_turn(
             prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
-        round_ = self._round
         if round_ is None:  # the monitor set's generation (`_refresh_coverage`)
             return completion_ids, logprobs
-        if self.needs & PHASE_ENTROPIES:
-            round_.prompt_ids = [list(p) for p in prompt_ids]
+        if forced is not None:  # the prefix opens the completion, which stays within the cap
+            completion_ids, logprobs = with_prefixes(forced, completion_ids, logprobs, self.max_completion_length)
         if round_.row_budgets is not None:  # per-question caps: the first L tokens of a sample capped later
             budgets = round_.row_budgets
             completion_ids = [list(ids[:b]) for ids, b in zip(completion_ids, budgets, strict=True)]

@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def native_bf16() -> bool:
-    """This CPU computes bf16 natively (otherwise torch emulates it, far slower than float32)."""
+    """This CPU computes bf16 natively (otherwise torch emulates it, far slower than float32). Read from the
+    CPU flags where Linux lists them, so naming the toy base's folder does not import torch."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        flags = set(cpuinfo.read_text(errors="replace").split())
+        return bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
     import torch
 
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

@@ -65,6 +65,7 @@ def prepare(recipe_name: str, overrides: list[str], wandb: bool = False, resume:
     except ValueError as exc:
         raise RecipeError(str(exc)) from None
     rows = check_golds(rows, recipe.data)
+    bind_reference(reward, recipe, rows, reference_command(recipe_name, overrides))
     args = recipe.grpo_config()  # imports TRL: only now, and TRL's own checks run
     return recipe, rows, reward, args
 
@@ -88,6 +89,46 @@ def resume_checkpoint(resume: str | None, output_dir: Path) -> str | None:
         hint = f"; the last complete one there is {last}" if last else ""
         raise MissingInput(f"--resume {resume}: not a complete checkpoint ({reason}){hint}")
     return str(resume)
+
+
+def model_identity(name_or_path: str) -> str:
+    """The model as the eval harness records it in run.json (a resolved local path, or the hub id);
+    `toy` is the cached toy base's folder, built or not."""
+    from conciser.trainers.toy_sft import toy_base_dir
+
+    p = toy_base_dir() if name_or_path == "toy" else Path(name_or_path).expanduser()
+    return str(p.resolve()) if name_or_path == "toy" or p.exists() else name_or_path
+
+
+def reference_command(recipe_name: str, overrides: list[str]) -> str:
+    """The command that writes a recipe's reference statistics (`conciser/reference_cli.py`)."""
+    import shlex
+
+    return shlex.join(["conciser", "reference-stats", str(recipe_name), *overrides])
+
+
+def bind_reference(reward, recipe, rows: list[dict], command: str) -> None:
+    """Load the reference statistics the reward declares (`LengthReward.reference_stats`), check them
+    against the recipe's model and training problems, and give the training problems' share to the
+    reward; a UserError names the file and the command that writes it. No-op for other rewards."""
+    from conciser.config import RecipeError
+    from conciser.rewards.reference import load_reference_stats
+
+    path = reward.reference_stats()
+    if path is None:
+        return
+    fix = f"Write them with `{command}` (the eval harness samples the recipe's model on its training problems)."
+    if not path.strip():
+        raise RecipeError(f"rewards.params.reference_stats: the {reward.name!r} reward scores against the starting "
+                          f"model's reference statistics; set it to their path. {fix}")
+    try:
+        stats = load_reference_stats(path)
+    except MissingInput as exc:
+        raise MissingInput(f"rewards.params.reference_stats: {exc}. {fix}") from None
+    ids = [str(r["problem_id"]) for r in rows]
+    stats.check(model=model_identity(recipe.model.name_or_path), problem_ids=ids, fix=fix)
+    reward.use_reference(stats.subset(ids))
+    log.info("%s: reference statistics of %d training problems from %s", reward.name, len(set(ids)), stats.source)
 
 
 def train(recipe_name: str, overrides: list[str] | None = None, resume: str | None = None,

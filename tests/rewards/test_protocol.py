@@ -22,7 +22,12 @@ DECLARED = {
     "pear": ({"think_entropies", "answer_entropies"}, False, None, None, False),
     "lc_r1": ({"texts", "think_lengths", "answer_lengths"}, False, None, None, False),
     "grpo_lead": (set(), False, "grpo_lead", None, False),
+    "o1_pruner": (set(), False, "raw", None, False),
+    "adaptthink": ({"texts"}, False, "raw", None, False),
 }
+# rewards scored against the starting model's reference statistics (rewards/reference.py)
+REFERENCE = {"o1_pruner", "adaptthink", "a_dlp"}
+PREFIXES = {"adaptthink"}
 
 
 @pytest.mark.parametrize("name", sorted(REWARDS))
@@ -32,6 +37,8 @@ def test_declarations(name):
     assert (set(r.needs()), r.keep_all_correct, r.preferred_estimator, r.budget_kind, r.target_prompt is not None) == \
         (needs, keep, estimator, budget, target)
     assert set(r.needs()) <= set(TRAINER_FIELDS)
+    assert (r.reference_stats() is not None, r.completion_prefixes(4) is not None) == (name in REFERENCE,
+                                                                                      name in PREFIXES)
 
 
 def test_declarations_that_follow_the_config():
@@ -50,6 +57,9 @@ def test_the_base_asks_for_nothing():
     assert r.needs() == frozenset() and not r.keep_all_correct and r.budget_kind is None
     assert r.budget_prompt(0) is None and r.cut_lengths(b) is None and r.monitor_due(0) is False
     assert r.sampling_scores(b, [1.0, 0.5]) == [1.0, 0.5] and r.metrics(b) == {}
+    assert r.reference_stats() is None and r.completion_prefixes(4) is None
+    with pytest.raises(TypeError, match="declares no reference statistics"):
+        r.use_reference(object())
     with pytest.raises(TypeError, match="no per-step budget"):
         r.budget_at(0)
 

@@ -10,6 +10,7 @@ import random
 import pytest
 
 from conciser.rewards import REWARDS, RolloutBatch, build_reward
+from conciser.rewards.reference import ProblemStats, ReferenceStats
 
 
 def valid(**over):
@@ -93,10 +94,19 @@ def random_batch(rng, step):
 SMALL = {"soft_overlong": dict(cache_length=16)}  # its paper cache (4096) must fit under the cap
 
 
+def with_reference(reward):
+    """A reward that scores against reference statistics gets some for every id `random_batch` draws."""
+    if reward.reference_stats() is not None:
+        rng = random.Random(7)
+        reward.use_reference(ReferenceStats({f"p{i}-{k}": ProblemStats(rng.uniform(1, 5000), rng.random(), 4)
+                                             for i in range(7) for k in range(5)}, "REF"))
+    return reward
+
+
 @pytest.mark.parametrize("name", sorted(REWARDS))
 def test_finite_pure_and_state_round_trip_on_random_batches(name):
     rng = random.Random(1234)
-    reward = build_reward(name, **SMALL.get(name, {}))
+    reward = with_reference(build_reward(name, **SMALL.get(name, {})))
     for step in range(25):
         batch = random_batch(rng, step)
         state = json.dumps(reward.state_dict(), sort_keys=True)
@@ -108,7 +118,7 @@ def test_finite_pure_and_state_round_trip_on_random_batches(name):
         reward.observe(batch)
         d = json.loads(json.dumps(reward.state_dict()))
         assert "version" in d
-        fresh = build_reward(name, **SMALL.get(name, {}))
+        fresh = with_reference(build_reward(name, **SMALL.get(name, {})))
         fresh.load_state_dict(d)
         assert fresh.state_dict() == reward.state_dict()
         assert fresh(batch) == reward(batch)

@@ -26,6 +26,8 @@ GRPO = [c / (s + 1e-4) for c, s in zip(CENTRED, GROUP_STD)]
 # easy group's wrong one, w(3/4) = 0.95 for the others.
 HARD = 0.4 + 1.1 / (1 + math.exp(-5))
 GRPO_LEAD = [g * w for g, w in zip(GRPO, [HARD, 0.95, 0.95, 0.95, 0.95, 0.95, HARD, 0.95])]
+# raw + whiten: batch mean 1/2; squared deviations 8 x .5^2 = 2, unbiased var 2/7
+RAW_WHITENED = [(r - 0.5) / math.sqrt(2 / 7 + 1e-8) for r in REWARDS]
 
 
 def _batch(lengths, solved, group=4, max_length=100):
@@ -110,6 +112,18 @@ def test_grpo_lead_bad_params_name_the_field(params, match):
         build_estimator("grpo_lead", params)
 
 
+def test_raw_is_the_reward_itself_or_whitened_over_the_batch():
+    adv, metrics = build_estimator("raw").advantages(_inp([0.8, -0.25, 1.05, 0.0, -1.0, 0.5, 0.5, 0.5]))
+    assert adv.tolist() == pytest.approx([0.8, -0.25, 1.05, 0.0, -1.0, 0.5, 0.5, 0.5])  # no group baseline
+    assert metrics["advantage/zero_frac"] == 1 / 8
+    adv, _ = build_estimator("raw", {"whiten": True}).advantages(_inp(REWARDS))
+    assert adv.tolist() == pytest.approx(RAW_WHITENED, abs=1e-6)
+    adv, _ = build_estimator("raw", {"whiten": True}).advantages(_inp([0.5] * 8))
+    assert adv.tolist() == [0.0] * 8
+    with pytest.raises(ValueError, match="whiten"):
+        build_estimator("raw", {"whiten": "yes"})
+
+
 def test_unknown_estimator_and_bad_params_name_the_field():
     with pytest.raises(ValueError, match="advantage.estimator.*valid: batch, drpo, group"):
         build_estimator("batchh")
@@ -128,7 +142,8 @@ def _script(p, j, call):
     return completion(p, correct=right, extra=j)
 
 
-@pytest.mark.parametrize("estimator,expected", [("batch", BATCH_WHITENED), ("group", GRPO), ("grpo_lead", GRPO_LEAD)])
+@pytest.mark.parametrize("estimator,expected", [("batch", BATCH_WHITENED), ("group", GRPO), ("grpo_lead", GRPO_LEAD),
+                                                ("raw", REWARDS)])
 def test_estimators_in_a_real_scoring_pass(tiny_toy_model, make_trainer, scripted, estimator, expected):
     trainer = make_trainer(tiny_toy_model, "dler", {"target_length": 48}, advantage={"estimator": estimator})
     _script.ids = [trainer.train_dataset[i]["problem_id"] for i in range(2)]

@@ -15,10 +15,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from conciser.config import list_recipes, resolve_recipe_path
-from conciser.rewards import REWARDS
-from conciser.trainers.train import prepare, train
+from conciser import toy
+from conciser.config import list_recipes, load_recipe, resolve_recipe_path
+from conciser.rewards import REWARDS, build_reward
+from conciser.trainers.train import model_identity, prepare, train
 
+from reference_files import write_reference
 from trainer_helpers import completion
 
 METHODS = [*REWARDS, "grpo"]  # every registered reward, and plain GRPO (correctness only)
@@ -38,7 +40,24 @@ SIGNS = {
     "lc_r1": {"lc_r1/unreached_frac", "lc_r1/valid_frac_mean"},
     "grpo_lead": {"grpo_lead/weight_mean", "grpo_lead/gated_group_frac"},
     "efficient_reasoning": {"rewards/efficient_reasoning/mean"},
+    "o1_pruner": {"o1_pruner/ref_length_mean", "o1_pruner/length_ratio_mean"},
+    "adaptthink": {"adaptthink/nothinking_frac"},
+    "a_dlp": {"a_dlp/lambda", "a_dlp/reference_accuracy"},
 }
+SHARED_REFERENCE = "runs/toy/reference/train/samples.jsonl"  # the toy's reference statistics, built on first use
+
+
+def _reference(method, model, tmp_path, n_train=None):
+    """For a recipe whose reward scores against reference statistics: an override naming a file of them for
+    `model` on the recipe's training problems (`conciser train` builds the real one for the toy base)."""
+    recipe = load_recipe(f"toy/{method}")
+    if build_reward(recipe.rewards.method, **recipe.rewards.params).reference_stats() is None:
+        return []
+    assert recipe.rewards.params["reference_stats"] == SHARED_REFERENCE
+    ids = [p.id for p in toy.train_problems(n_train or recipe.data.n_train, seed=recipe.data.seed)]
+    path = write_reference(tmp_path / "REF" / "train", {pid: [(40, True), (60, False)] for pid in ids},
+                           model=model_identity(str(model)))
+    return [f"rewards.params.reference_stats={path}"]
 
 
 def test_every_registered_reward_has_a_toy_recipe():
@@ -52,9 +71,9 @@ def _script(p, j, call):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_toy_recipe_validates_and_names_its_launch_command(method):
+def test_toy_recipe_validates_and_names_its_launch_command(method, tmp_path):
     assert resolve_recipe_path(f"toy/{method}").read_text().splitlines()[0] == f"# conciser train toy/{method}"
-    recipe, rows, reward, args = prepare(f"toy/{method}", [])
+    recipe, rows, reward, args = prepare(f"toy/{method}", _reference(method, "toy", tmp_path))
     assert recipe.model.name_or_path == "toy" and recipe.data.dataset == "toy"
     assert reward.name == ("laser" if method == "grpo" else method)
     assert args.max_completion_length <= 224 and args.max_steps == 60
@@ -70,7 +89,7 @@ def test_toy_recipe_trains_end_to_end(method, tiny_toy_model, scripted, tmp_path
     out = train(f"toy/{method}", [
         f"model.name_or_path={tiny_toy_model}", f"trainer.output_dir={tmp_path / 'run'}", "trainer.max_steps=2",
         "trainer.per_device_train_batch_size=16", "trainer.num_generations=4", "trainer.logging_steps=1",
-        "data.n_train=32", "sampling.monitor_prompts=4", *extra])
+        "data.n_train=32", "sampling.monitor_prompts=4", *extra, *_reference(method, tiny_toy_model, tmp_path, 32)])
     logs = json.loads((out / "trainer_state.json").read_text())["log_history"]
     steps = [log for log in logs if "loss" in log]
     assert len(steps) == 2
