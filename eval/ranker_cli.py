@@ -146,13 +146,15 @@ def _train(args: argparse.Namespace) -> int:
     model, tok, result, train_scores = ranker.train(prompts, lengths, cfg)
     _, held_idx = ranker.split_heldout(prompts, cfg.heldout, cfg.seed)
     # How much of the order a trivial feature already gives: the prompt's length in characters.
-    baseline = kendall_tau([len(prompts[j]) for j in held_idx], [lengths[j] for j in held_idx])
+    chars, truth = [len(prompts[j]) for j in held_idx], [lengths[j] for j in held_idx]
+    baseline = kendall_tau(chars, truth)
     extra = {"samples": [str(Path(s).resolve()) for s in args.samples], "n_samples": sum(counts),
-             "kendall_tau_prompt_chars": baseline}
+             "kendall_tau_prompt_chars": baseline, "pair_accuracy_prompt_chars": ranker.pair_accuracy(chars, truth)}
     ranker.save(Path(args.out), model, tok, cfg, result, train_scores, extra)
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     print(f"held-out ({result.n_heldout} prompts): Kendall tau {fmt(result.kendall_tau)}, pair accuracy "
-          f"{fmt(result.pair_accuracy)} (prompt length in characters alone: tau {fmt(baseline)}); "
+          f"{fmt(result.pair_accuracy)} (prompt length in characters alone: tau {fmt(baseline)}, pair accuracy "
+          f"{fmt(extra['pair_accuracy_prompt_chars'])}); "
           f"{result.n_train} training prompts, {result.train_seconds:.0f} s; wrote {args.out}")
     return 0
 

@@ -420,3 +420,29 @@ def test_vllm_serve_two_toy_models_with_an_injected_failure(tmp_path, monkeypatc
     for name in ("a", "b"):
         _assert_gone(summary["models"][name]["server_pid"])
     assert not serve_bench._LIVE
+
+
+@pytest.mark.vllm
+def test_vllm_serve_priority_policy_takes_the_ltr_priorities(tmp_path, tiny_ranker):
+    """The real server under `--scheduling-policy priority` accepts each request's priority (vLLM
+    answers HTTP 400 to a field it does not know) and is stopped. One server: the fcfs server is
+    the plain path tested above, and the oracle arm differs from ltr only in the client."""
+    pytest.importorskip("vllm")
+    model = _vllm_toy_model(tmp_path / "m", seed=0)
+    out = tmp_path / "out"
+    args = _bench_args(out, model, extra=[
+        "--max-tokens", "16", "--startup-timeout", "300", "--cpu-kv-cache-gib", "1", "--schedule", "ltr",
+        "--ranker", tiny_ranker, "--ltr-window", "5",
+        "--vllm-args", "--enforce-eager --distributed-executor-backend uni --max-model-len 512 --max-num-seqs 2"])
+    args[args.index("--rate") + 1] = "20"
+    assert cli_main(args) == 0
+    m = json.loads((out / "summary.json").read_text())["models"]["m"]
+    cmd = m["servers"][0]["command"]
+    assert len(m["servers"]) == 1 and cmd[cmd.index("--scheduling-policy") + 1] == "priority"
+    metrics = m["arms"]["ltr"]["metrics"]
+    assert metrics["ok"] == 6 and metrics["max_wait_s"] >= metrics["ttft_p50"] > 0
+    rows = [json.loads(line) for line in (out / "requests-m-ltr.jsonl").read_text().splitlines()]
+    assert all(isinstance(r["priority"], int) and r["prepare_s"] > 0 for r in rows)
+    assert len({r["priority"] for r in rows}) > 1
+    _assert_gone(m["server_pid"])
+    assert not serve_bench._LIVE
