@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("conciser.trainers.merge", "DLER update-selective merge: base + scale * top-k|delta| of a tuned model"),
     "export": ("conciser.trainers.export", "training checkpoint (plain, DeepSpeed ZeRO, PEFT) -> standalone HF model for vllm serve"),
     "bench-serve": ("conciser.eval.serve_bench", "serving benchmark of models behind vllm serve: tokens, latency, TTFT, req/s, accuracy"),
+    "ranker": ("conciser.eval.ranker_cli", "length ranker for scheduling: ranker train --samples RUN/<bench>/samples.jsonl --out DIR | score"),
     "launch-info": ("conciser.launch", "what a launcher needs about a recipe: processes, batch, vLLM layout (shell or JSON)"),
     "slurm": ("conciser.slurm", "Slurm jobs from a recipe and a site file: conciser slurm render|submit RECIPE --nodes N"),
 }
