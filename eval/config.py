@@ -294,8 +294,11 @@ def validate(cfg: EvalConfig) -> None:
                             f"raise --n to {max(bad)} or drop those k")
     if cfg.lfvote_keep > cfg.lfvote_bins:
         raise UserError(f"--lfvote-keep: {cfg.lfvote_keep} bins cannot be kept out of --lfvote-bins {cfg.lfvote_bins}")
-    if cfg.early_stop is None and (cfg.tau is not None or cfg.round_size is not None):
-        raise UserError("--tau/--round set the certaindex early stop; add --early-stop certaindex")
+    if cfg.early_stop is None and cfg.tau is not None:
+        raise UserError("--tau sets the certaindex early stop's threshold; add --early-stop certaindex "
+                        "(or compare thresholds with --tau-sweep)")
+    if cfg.early_stop is None and not cfg.tau_sweep and cfg.round_size is not None:
+        raise UserError("--round sets certaindex's round size; add --early-stop certaindex or --tau-sweep")
     if cfg.early_stop or cfg.tau_sweep:
         if cfg.n is not None and cfg.resolved_round() > cfg.n:
             raise UserError(f"--round: rounds of K={cfg.resolved_round()} samples need n >= K, but n={cfg.n}; "

@@ -86,6 +86,8 @@ BAD_OPTIONS = [
     (["--early-stop", "certaindex", "--tau", "0"], "--tau: must be > 0.0 and <= 1.0, got 0.0"),
     (["--early-stop", "certaindex", "--tau", "1.5"], "--tau: must be <= 1.0, got 1.5"),
     (["--tau", "0.5"], "add --early-stop certaindex"),
+    (["--round", "4"], "add --early-stop certaindex or --tau-sweep"),
+    (["--tau-sweep", "--n", "4", "--round", "8"], "rounds of K=8 samples need n >= K, but n=4"),
     (["--early-stop", "certaindex", "--n", "4", "--round", "8"], "rounds of K=8 samples need n >= K, but n=4"),
     (["--early-stop", "certaindex", "--benchmark", "toy", "--round", "8"], "toy runs n=1"),
     (["--tau-sweep", "0,0.5"], "--tau-sweep: must be > 0.0"),
