@@ -76,6 +76,10 @@ def resume_checkpoint(resume: str | None, output_dir: Path) -> str | None:
     from conciser.trainers.checkpoints import incomplete_reason, last_complete_checkpoint
 
     if resume is None:
+        earlier = last_complete_checkpoint(output_dir, notice=False)
+        if earlier is not None:
+            log.warning("%s already holds %s from an earlier run; this run starts from step 0 and its checkpoints "
+                        "replace those. Pass --resume to continue that run instead.", output_dir, earlier.name)
         return None
     if resume == "last":
         found = last_complete_checkpoint(output_dir)

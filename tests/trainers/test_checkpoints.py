@@ -104,10 +104,13 @@ def test_a_kill_anywhere_in_saving_resumes_to_the_uninterrupted_result(tiny_sft_
         assert all(torch.equal(weights[k], got_weights[k]) for k in weights), point
 
 
-def test_resume_from_an_incomplete_folder_names_the_last_complete_one(tmp_path):
+def test_resume_from_an_incomplete_folder_names_the_last_complete_one(tmp_path, caplog):
     from conciser.trainers.train import resume_checkpoint
 
+    assert resume_checkpoint(None, tmp_path) is None and not caplog.text
     good = _folder(tmp_path, 4, {"trainer_state.json": "{}"}, complete=True)
+    assert resume_checkpoint(None, tmp_path) is None  # a fresh run into a folder of checkpoints: warned
+    assert "already holds checkpoint-4 from an earlier run" in caplog.text and "--resume" in caplog.text
     half = _folder(tmp_path, 8, {"trainer_state.json": "{}"}, complete=False)
     assert resume_checkpoint("last", tmp_path) == str(good)
     with pytest.raises(FileNotFoundError, match=f"--resume {half}: not a complete checkpoint .*last complete one "
