@@ -146,10 +146,12 @@ def test_keyword_only():
 def test_batch_equals_serial_equals_math_verify():
     golds = [r[1] for r in ROWS]
     completions = [r[2] for r in ROWS]
+    # A deadline no row comes near, on any machine: this compares verdicts, and under heavy load one row
+    # once ran past the default 5 s in the pool but not serially (timeouts are tested on their own below).
     grading.clear_cache()
-    batch = grade_batch(golds=golds, completions=completions, workers=2)
+    batch = grade_batch(golds=golds, completions=completions, workers=2, timeout=60.0)
     grading.clear_cache()
-    serial = [grade(gold=g, completion=c) for g, c in zip(golds, completions)]
+    serial = [grade(gold=g, completion=c, timeout=60.0) for g, c in zip(golds, completions)]
     assert batch == serial
     # ... and both are what math-verify says when called directly, in this process.
     for (_, gold, _, _, _), g in zip(ROWS, batch):
@@ -195,7 +197,9 @@ def test_batch_with_a_hanging_item_returns_every_other_verdict():
     t0 = time.monotonic()
     got = grade_batch(golds=[r[1] for r in rows], completions=[r[2] for r in rows], timeout=8.0,
                       workers=2)
-    assert time.monotonic() - t0 < 8.0 + 30
+    # a guard against waiting on the hung item without end, not a speed check (bench/grading measures speed):
+    # under the load of a vLLM bench beside the test-suite this batch once took 95 s
+    assert time.monotonic() - t0 < 8.0 + 240
     assert [(g.correct, g.error) for g in got] == [(r[3], r[4]) for r in rows]
     assert [g.timed_out for g in got] == [r[0] == "tower" for r in rows]
 
