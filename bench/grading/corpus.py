@@ -104,31 +104,37 @@ def _missing(gold: str, thinking: str, kind: int) -> str:
     return f"<think>\n{thinking}\nSo it is \\boxed{{{gold}}}.\n</think>\n\nI am not sure."
 
 
-def build_items(quick: bool = False, seed: int = 0) -> list[Item]:
-    """The bench's items, deterministic for a seed, grouped by problem (as a GRPO batch is)."""
+def _sampled_problems(sample: dict[str, int], rng: random.Random):
+    """(gold, source, reference solution or None, thinking text) of `n` random problems of each bundled
+    benchmark in `sample`; the caller may draw from `rng` between problems (the order of draws is kept)."""
     from conciser.eval.benchmarks import BUNDLED, DATA_DIR, read_jsonl
-    from conciser.rewards.grading import extract_answer
 
-    rng = random.Random(seed)
-    sample = QUICK_SAMPLE if quick else FULL_SAMPLE
-    groups: list[list[Item]] = []
     for name, n in sample.items():
         rows = read_jsonl(DATA_DIR / BUNDLED[name].file)
         for row in rng.sample(rows, min(n, len(rows))):
-            gold, src = str(row["answer"]).strip(), f"{name}/{row['id']}"
             sol = _solution_text(row)
             thinking = sol or f"Let me work through the problem step by step.\n{row['problem']}"
-            final = (extract_answer(sol) if sol else None) or gold
-            kind = len(groups) % 4
-            groups.append([
-                Item(gold, f"<think>\n{thinking}\n</think>\n\nThe final answer is $\\boxed{{{final}}}$.",
-                     "reference", src),
-                Item(gold, f"<think>\n{thinking}\n</think>\n\nSo $\\boxed{{{_equivalent(gold, rng)}}}$.",
-                     "equivalent", src),
-                Item(gold, f"<think>\n{thinking}\n</think>\n\nThe answer is $\\boxed{{{_perturbed(gold, rng)}}}$.",
-                     "perturbed", src),
-                Item(gold, _missing(gold, thinking, kind), "missing", src),
-            ])
+            yield str(row["answer"]).strip(), f"{name}/{row['id']}", sol, thinking
+
+
+def build_items(quick: bool = False, seed: int = 0) -> list[Item]:
+    """The bench's items, deterministic for a seed, grouped by problem (as a GRPO batch is)."""
+    from conciser.rewards.grading import extract_answer
+
+    rng = random.Random(seed)
+    groups: list[list[Item]] = []
+    for gold, src, sol, thinking in _sampled_problems(QUICK_SAMPLE if quick else FULL_SAMPLE, rng):
+        final = (extract_answer(sol) if sol else None) or gold
+        kind = len(groups) % 4
+        groups.append([
+            Item(gold, f"<think>\n{thinking}\n</think>\n\nThe final answer is $\\boxed{{{final}}}$.",
+                 "reference", src),
+            Item(gold, f"<think>\n{thinking}\n</think>\n\nSo $\\boxed{{{_equivalent(gold, rng)}}}$.",
+                 "equivalent", src),
+            Item(gold, f"<think>\n{thinking}\n</think>\n\nThe answer is $\\boxed{{{_perturbed(gold, rng)}}}$.",
+                 "perturbed", src),
+            Item(gold, _missing(gold, thinking, kind), "missing", src),
+        ])
     # A few adversarial answers, each against several problems' golds, spread over the batch.
     per_expr = QUICK_ADVERSARIAL_PER_EXPR if quick else FULL_ADVERSARIAL_PER_EXPR
     hosts = rng.sample(range(len(groups)), len(ADVERSARIAL) * per_expr)
@@ -198,17 +204,10 @@ def _rl_group(gold: str, thinking: str, src: str, rng: random.Random) -> list[It
 
 def build_rl_items(quick: bool = False, seed: int = 0) -> list[Item]:
     """The RL-shaped corpus: groups of 16 completions per problem, contiguous (as a GRPO batch is)."""
-    from conciser.eval.benchmarks import BUNDLED, DATA_DIR, read_jsonl
-
     rng = random.Random(seed)
-    sample = RL_QUICK_SAMPLE if quick else RL_FULL_SAMPLE
     groups: list[list[Item]] = []
-    for name, n in sample.items():
-        rows = read_jsonl(DATA_DIR / BUNDLED[name].file)
-        for row in rng.sample(rows, min(n, len(rows))):
-            gold, src = str(row["answer"]).strip(), f"{name}/{row['id']}"
-            thinking = _solution_text(row) or f"Let me work through the problem step by step.\n{row['problem']}"
-            groups.append(_rl_group(gold, thinking, src, rng))
+    for gold, src, _, thinking in _sampled_problems(RL_QUICK_SAMPLE if quick else RL_FULL_SAMPLE, rng):
+        groups.append(_rl_group(gold, thinking, src, rng))
     # Adversarial answers replace a completion in some groups (a policy can emit anything).
     per_expr = QUICK_ADVERSARIAL_PER_EXPR if quick else FULL_ADVERSARIAL_PER_EXPR
     hosts = rng.sample(range(len(groups)), len(ADVERSARIAL) * per_expr)

@@ -178,7 +178,7 @@ class CpuMeter:
 # ---------------------------------------------------------------- the batch grader
 
 class BatchHang(RuntimeError):
-    pass
+    """grade_batch did not return within its worst case: the bench records a hang instead of a ratio."""
 
 
 def _worker_pids() -> list[int]:
