@@ -324,16 +324,38 @@ def save(out: Path, model, tok, cfg: RankerConfig, result: TrainResult, train_sc
     return out
 
 
+@dataclass
+class _ScoreCall:
+    """One `Ranker.score` call waiting to be scored in a shared forward."""
+
+    texts: list[str]
+    scores: list[float] = field(default_factory=list)
+    error: BaseException | None = None
+    done: bool = False
+
+    def result(self) -> list[float]:
+        if self.error is not None:
+            raise self.error
+        return self.scores
+
+
 class Ranker:
-    """A trained ranker, loaded for scoring. `score` is thread-safe (one forward at a time: the
-    ranker is one small model on the client's CPU, and the time waiting for it is ranking cost)."""
+    """A trained ranker, loaded for scoring. `score` is thread-safe and coalesces: one forward runs
+    at a time (the ranker is one small model on the client's CPU), and the calls that arrive while
+    it runs are scored together in the next one. Under a burst of arrivals the cost per request is
+    then one forward's time at most, not the queue of forwards one at a time would build (the
+    vllm-ltr paper's predictor, too, scores the waiting requests in batches). `forwards` counts
+    the forwards run, `scored` the texts scored."""
 
     def __init__(self, model, tok, meta: dict, path: Path | None = None):
         self.model, self.tok, self.meta, self.path = model, tok, meta, path
         self.max_length = int(meta.get("config", {}).get("max_length", 512))
         self.threads = int(meta.get("config", {}).get("threads", 1))
         self._calibration = list(meta.get("calibration") or [])
-        self._lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._pending: list[_ScoreCall] = []    # calls waiting for the next forward
+        self._busy = False                      # a forward is running
+        self.forwards = self.scored = 0
         self.model.eval()
 
     @classmethod
@@ -356,8 +378,32 @@ class Ranker:
         return self.meta.get("kendall_tau")
 
     def score(self, texts: list[str]) -> list[float]:
-        with self._lock, _threads(self.threads):
-            return score_texts(self.model, self.tok, list(texts), self.max_length)
+        call = _ScoreCall(list(texts))
+        with self._cv:
+            self._pending.append(call)
+            while not call.done and self._busy:
+                self._cv.wait()
+            if call.done:                      # a forward that ran while this call waited took it
+                return call.result()
+            batch, self._pending, self._busy = self._pending, [], True
+        # This call leads one forward for every call pending now; the lock is free meanwhile, so
+        # calls that arrive during it queue up for the next.
+        try:
+            with _threads(self.threads):
+                flat = score_texts(self.model, self.tok, [t for c in batch for t in c.texts], self.max_length)
+            error = None
+        except BaseException as exc:   # every caller of this forward gets the error, not only its leader
+            flat, error = [], exc
+        with self._cv:
+            at = 0
+            for c in batch:
+                c.scores, c.error, c.done = flat[at:at + len(c.texts)], error, True
+                at += len(c.texts)
+            self.forwards += 1
+            self.scored += at
+            self._busy = False
+            self._cv.notify_all()
+        return call.result()
 
     def quantile(self, score: float) -> float:
         """Where `score` falls among the training prompts' scores: 0.0 (shortest) .. 1.0 (longest)."""

@@ -64,6 +64,88 @@ def test_quantile_places_a_score_among_the_training_scores():
     assert 0.0 < r.quantile(35.0) < r.quantile(60.0) < 1.0
 
 
+def _until(condition, seconds: float = 30.0) -> None:
+    import time
+
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, "threads did not get there"
+        time.sleep(0.001)
+
+
+def _untrained_ranker():
+    model, tok = ranker.build_model("toy", seed=3)
+    return ranker.Ranker(model, tok, {"config": {"max_length": 512, "threads": 1}})
+
+
+def test_concurrent_scores_share_one_forward_and_get_their_own_scores(monkeypatch):
+    """Calls arriving while a forward runs are scored together in the next one (not one forward
+    each, which queued up to seconds of ranking cost per request under load)."""
+    import threading
+
+    r = _untrained_ranker()
+    prompts = [p.prompt for p in toy.eval_problems(9)]
+    alone = [r.score([p])[0] for p in prompts]
+    assert r.forwards == 9 and r.scored == 9
+    assert r.score(prompts) == pytest.approx(alone, abs=1e-5)       # padding in a batch changes nothing
+    real, release, sizes = ranker.score_texts, threading.Event(), []
+
+    def held(model, tok, texts, max_length):   # the first forward waits until the others queue behind it
+        sizes.append(len(texts))
+        if len(sizes) == 1:
+            assert release.wait(30)
+        return real(model, tok, texts, max_length)
+
+    monkeypatch.setattr(ranker, "score_texts", held)
+    got: dict[int, float] = {}
+    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, r.score([prompts[i]])[0])) for i in range(9)]
+    threads[0].start()
+    _until(lambda: sizes)
+    for t in threads[1:]:
+        t.start()
+    _until(lambda: len(r._pending) == 8)
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert sizes == [1, 8]
+    assert [got[i] for i in range(9)] == pytest.approx(alone, abs=1e-5)
+
+
+def test_a_failed_forward_fails_every_call_it_held(monkeypatch):
+    import threading
+
+    r = _untrained_ranker()
+    release = threading.Event()
+    started = threading.Event()
+
+    def broken(model, tok, texts, max_length):
+        started.set()
+        assert release.wait(30)
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(ranker, "score_texts", broken)
+    errors = []
+
+    def call():
+        try:
+            r.score(["solve: start=1; a2."])
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    first = threading.Thread(target=call)
+    first.start()
+    assert started.wait(30)
+    rest = [threading.Thread(target=call) for _ in range(3)]
+    for t in rest:
+        t.start()
+    _until(lambda: len(r._pending) == 3)
+    monkeypatch.setattr(ranker, "score_texts", lambda *a: (_ for _ in ()).throw(RuntimeError("out of memory")))
+    release.set()
+    for t in [first, *rest]:
+        t.join(30)
+    assert errors == ["out of memory"] * 4 and not r._busy and not r._pending
+
+
 # ---------------------------------------------------------------- priorities and arms
 
 def test_virtual_deadline_and_rank_quantiles():
