@@ -86,7 +86,7 @@ def _start(model: str, label: str, log_name: str, policy: str, args: argparse.Na
     port = free_port()
     cmd = vllm_command(model, port=port, served_name=label, seed=args.seed, max_tokens=max_tokens,
                        extra_args=shlex.split(args.vllm_args or ""), policy=policy)
-    server = VLLMServer(command=cmd, port=port, log_path=out / log_name, env=server_env(args.cpu_kv_cache_gib),
+    server = VLLMServer(command=cmd, port=port, log_path=out / log_name, env=server_env(args.cpu_kv_cache_gib), nice=args.server_nice,
                         startup_timeout=args.startup_timeout)
     server.__enter__()   # stops itself if it never gets ready
     try:
@@ -200,6 +200,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vllm-args", default="", help='extra flags for vllm serve, one string; write it with "=": --vllm-args="--max-model-len 34000"')
     # vLLM reads VLLM_CPU_KVCACHE_SPACE with int(): "4.0" stops the server at start-up
     parser.add_argument("--cpu-kv-cache-gib", type=int, default=4, help="VLLM_CPU_KVCACHE_SPACE (whole GiB) on machines without CUDA, if unset (default 4)")
+    parser.add_argument("--server-nice", type=int, default=None,
+                        help="CPU niceness of the vLLM servers, 0-19 (default: 10 on a machine without CUDA, where the "
+                             "engine keeps the cores busy and would starve this client; 0 with a GPU)")
     parser.add_argument("--prepend-think", action="store_true",
                         help="grade '<think>' + answer (for models whose chat template opens the think block in the prompt)")
     g = parser.add_argument_group("scheduling arms (conciser.eval.serve_schedule)")
@@ -228,6 +231,12 @@ def _validate(args: argparse.Namespace) -> list[str] | None:
         raise UserError(f"--warmup must be >= 0, got {args.warmup}")
     if args.cpu_kv_cache_gib < 1:
         raise UserError(f"--cpu-kv-cache-gib must be a whole number of GiB >= 1, got {args.cpu_kv_cache_gib}")
+    if args.server_nice is None:
+        import torch
+
+        args.server_nice = 0 if torch.cuda.is_available() else 10
+    elif not 0 <= args.server_nice <= 19:
+        raise UserError(f"--server-nice must be a niceness from 0 (as this client) to 19 (lowest), got {args.server_nice}")
     for m in args.model:
         if not Path(m, "config.json").is_file():
             raise UserError(f"--model {m}: no config.json there; give an HF model folder "

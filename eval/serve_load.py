@@ -20,7 +20,6 @@ import math
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -134,19 +133,27 @@ def run_stream(port: int, served_name: str, plan: list[PlannedRequest], *, concu
                prepare: Callable[[PlannedRequest], dict] | None = None) -> tuple[list[RequestResult], float]:
     """Send `plan` at its arrival times with at most `concurrency` requests in flight.
 
+    `concurrency` worker threads, all started before the clock starts, take the requests in plan
+    order: each waits for its request's arrival time and sends it, so a request is taken up at its
+    arrival or, when every worker is busy, as soon as one is free. (Starting a thread per request
+    as it arrived made the client fall seconds behind its schedule once the server queued: each
+    start waits for the new thread to be scheduled and to get the GIL, on a CPU the server keeps busy.)
+
     `prepare(request)`, if given, runs in the request's worker thread before it is sent and returns
     fields to add to its body (e.g. {"priority": 3}); its time is part of the request's latency.
     Returns the results (in plan order) and the stream's wall time (first send to last answer).
     A failed request is recorded, not raised; requests not sent within `max_duration` are recorded
-    as failed too.
+    as failed too. On an abort (Ctrl-C, SIGTERM) no further request is sent and the requests in
+    flight are not waited for: stopping the server ends them.
     """
     results = [RequestResult(index=r.index, problem_id=r.problem_id, arrival=r.arrival) for r in plan]
-    slots = threading.BoundedSemaphore(concurrency)
-    t0 = time.perf_counter()
-    deadline = t0 + max_duration
     ends: list[float] = []
+    taken = iter(zip(plan, results))
+    take_lock, stop = threading.Lock(), threading.Event()
+    clock = {"t0": 0.0}
+    ready = threading.Barrier(min(concurrency, len(plan)) + 1)
 
-    def one(req: PlannedRequest, res: RequestResult) -> None:
+    def one(req: PlannedRequest, res: RequestResult, t0: float) -> None:
         try:
             extra, cost = {}, 0.0
             if prepare is not None:
@@ -166,28 +173,38 @@ def run_stream(port: int, served_name: str, plan: list[PlannedRequest], *, concu
             res.error = f"{type(exc).__name__}: {exc}"
         finally:
             ends.append(time.perf_counter() - t0)
-            slots.release()
 
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-serve")
-    aborted = True
-    try:
-        for req, res in zip(plan, results):
+    def worker() -> None:
+        ready.wait()
+        t0 = clock["t0"]
+        deadline = t0 + max_duration
+        while not stop.is_set():
+            with take_lock:
+                nxt = next(taken, None)
+            if nxt is None:
+                return
+            req, res = nxt
             wait = t0 + req.arrival - time.perf_counter()
-            if wait > 0:
-                time.sleep(min(wait, max(0.0, deadline - time.perf_counter())))
-            got = slots.acquire(timeout=max(0.0, deadline - time.perf_counter()))
-            if not got or time.perf_counter() > deadline:
-                if got:
-                    slots.release()
+            if wait > 0 and stop.wait(min(wait, max(0.0, deadline - time.perf_counter()))):
+                return
+            if time.perf_counter() > deadline:
                 res.error = f"not sent: the stream ran past --max-duration {max_duration:.0f} s"
                 continue
             res.sent = time.perf_counter() - t0
-            pool.submit(one, req, res)
-        aborted = False
+            one(req, res, t0)
+
+    workers = [threading.Thread(target=worker, name=f"bench-serve_{i}", daemon=True)
+               for i in range(min(concurrency, len(plan)))]
+    for w in workers:
+        w.start()
+    clock["t0"] = time.perf_counter()
+    ready.wait()
+    try:
+        for w in workers:
+            while w.is_alive():   # a join in slices, so the main thread still takes signals
+                w.join(0.5)
     finally:
-        # On an abort (Ctrl-C, SIGTERM) drop what has not started and do not wait: stopping the server
-        # ends the requests in flight. Otherwise every submitted request runs to its end.
-        pool.shutdown(wait=not aborted, cancel_futures=aborted)
+        stop.set()   # on an abort: workers send nothing more; daemon threads do not hold the process
     sent = [r.sent for r in results if r.sent is not None]
     duration = (max(ends) - min(sent)) if sent and ends else 0.0
     return results, duration

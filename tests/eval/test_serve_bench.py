@@ -11,11 +11,13 @@ one injected request failure, and checks that no server process is left.
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -325,6 +327,42 @@ def test_stop_escalates_to_sigkill(fake_vllm, tmp_path):
     with server:
         assert len(group_members(server.pgid)) == 2
     _assert_gone(server.pgid)
+
+
+def test_stream_keeps_its_concurrency_and_its_deadline(fake_vllm, tmp_path):
+    """Workers take the requests in plan order; one more is taken up only when one is answered, and
+    none after --max-duration (the fake server's answers take >= 1 s, whatever the machine's load)."""
+    model = fake_vllm("slow", tokens=5, delay=0.2)
+    port = free_port()
+    plan = make_plan(load_benchmark("toy"), 5, rate=math.inf, seed=0)
+    cmd = serve_bench.vllm_command(model, port=port, served_name="slow", seed=0, max_tokens=8, extra_args=[])
+    with VLLMServer(command=cmd, port=port, log_path=tmp_path / "server.log", startup_timeout=30):
+        full, _ = serve_load.run_stream(port, "slow", plan, concurrency=2, sampling={"max_tokens": 8},
+                                        request_timeout=30, max_duration=300)
+        cut, _ = serve_load.run_stream(port, "slow", plan, concurrency=2, sampling={"max_tokens": 8},
+                                       request_timeout=30, max_duration=0.5)
+    assert all(r.ok for r in full)
+    first_end = min(r.sent + r.latency for r in full[:2])
+    assert all(r.sent >= first_end - 0.01 for r in full[2:])
+    assert [r.ok for r in cut] == [True, True, False, False, False]
+    assert all("not sent: the stream ran past --max-duration" in r.error for r in cut[2:])
+
+
+def test_server_runs_at_the_niceness_asked_for_its_session_too(fake_vllm, tmp_path, capsys):
+    """bench-serve's client must not wait for a CPU-bound server on the same cores: the server's
+    processes are niced, and so is its session's autogroup where the kernel has them."""
+    model = fake_vllm("m")
+    port = free_port()
+    server = VLLMServer(command=serve_bench.vllm_command(model, port=port, served_name="m", seed=0, max_tokens=8, extra_args=[]),
+                        port=port, log_path=tmp_path / "server.log", startup_timeout=30, nice=7)
+    with server:
+        assert os.getpriority(os.PRIO_PROCESS, server.pgid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
+        group = Path(f"/proc/{server.pgid}/autogroup")
+        if group.exists():
+            assert group.read_text().split()[-1] == "7"
+    _assert_gone(server.pgid)
+    assert cli_main(_bench_args(tmp_path / "out", model, extra=["--server-nice", "20"])) == 2
+    assert "--server-nice must be a niceness from 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("schedule", [None, "ltr"])
