@@ -343,9 +343,8 @@ class Ranker:
     """A trained ranker, loaded for scoring. `score` is thread-safe and coalesces: one forward runs
     at a time (the ranker is one small model on the client's CPU), and the calls that arrive while
     it runs are scored together in the next one. Under a burst of arrivals the cost per request is
-    then one forward's time at most, not the queue of forwards one at a time would build (the
-    vllm-ltr paper's predictor, too, scores the waiting requests in batches). `forwards` counts
-    the forwards run, `scored` the texts scored."""
+    then about one forward's time, not the queue that one forward per call would build.
+    `forwards` counts the forwards run, `scored` the texts scored."""
 
     def __init__(self, model, tok, meta: dict, path: Path | None = None):
         self.model, self.tok, self.meta, self.path = model, tok, meta, path
