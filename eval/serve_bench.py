@@ -48,7 +48,7 @@ from conciser.errors import UserError
 from conciser.eval import serve_server
 from conciser.eval.serve_load import PlannedRequest, RequestError, RequestResult, make_plan, run_stream, send_request  # noqa: F401
 from conciser.eval.serve_report import percentile, print_arm_tables, print_table, ratios, summarize  # noqa: F401
-from conciser.eval.serve_schedule import make_arm, parse_schedules, round_order
+from conciser.eval.serve_schedule import make_arm, parse_schedules, parse_window, round_order
 from conciser.eval.serve_server import (_LIVE, HOST, ServerError, VLLMServer, exit_on_signals, free_port,  # noqa: F401
                                         group_members, server_env, vllm_command, vllm_launcher)
 
@@ -122,10 +122,11 @@ def bench_model(model: str, label: str, plan: list[PlannedRequest], args: argpar
     taus: dict[str, list] = {a: [] for a in arms}
     servers: list[dict] = []
     server, policy, reference = None, None, None
+    window = args.ltr_window   # None: auto, set by the first fcfs run
     try:
         for rnd in range(rounds):
             for name in round_order(arms, rnd):
-                arm = make_arm(name, window_s=args.ltr_window, ranker=ranker, reference_tokens=reference)
+                arm = make_arm(name, window_s=window or 0.0, ranker=ranker, reference_tokens=reference)
                 if server is None or arm.policy != policy:
                     if server is not None:
                         server.stop()
@@ -140,6 +141,9 @@ def bench_model(model: str, label: str, plan: list[PlannedRequest], args: argpar
                                                prepare=arm.prepare)
                 if name == "fcfs" and reference is None:   # the oracle's lengths: this stream under fcfs
                     reference = {r.index: r.completion_tokens for r in results if r.ok}
+                    if window is None:   # --ltr-window auto: the largest wait fcfs gave this model
+                        window = summarize(results, duration).get("max_wait_s") or 0.0
+                        log.info("%s: --ltr-window auto = %.1f s (the largest wait of its first fcfs run)", label, window)
                 runs[name].append((rnd, results, duration))
                 taus[name].append(_stream_tau(arm, results) if arm.prepare else None)
     finally:
@@ -168,7 +172,7 @@ def bench_model(model: str, label: str, plan: list[PlannedRequest], args: argpar
     entry["failed_all_arms"] = sum(a["metrics"]["failed"] for a in arm_out.values())
     entry["first_error"] = next((r.error for a in arms for _, res, _ in runs[a] for r in res if r.error), None)
     if scheduled:
-        entry.update(arms=arm_out, servers=servers, server_pids=[s["pid"] for s in servers])
+        entry.update(arms=arm_out, servers=servers, server_pids=[s["pid"] for s in servers], ltr_window_s=window)
         if ranker is not None:
             entry["ranker"] = {"path": str(ranker.path), "kendall_tau": ranker.kendall_tau,
                                "pair_accuracy": ranker.meta.get("pair_accuracy")}
@@ -209,9 +213,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--schedule", help="comma-separated arms: fcfs (vLLM default), ltr (priority from --ranker), "
                                       "oracle (priority from fcfs's true lengths), e.g. fcfs,ltr,oracle")
     g.add_argument("--ranker", action="append", help="ranker folder for ltr (conciser ranker train): one for all models or one per --model")
-    g.add_argument("--ltr-window", type=float, default=20.0,
+    g.add_argument("--ltr-window", default="20",
                    help="starvation guard, seconds: priority = arrival + W * predicted length quantile, so a request is "
-                        "overtaken only by requests arriving less than W s after it (0 = fcfs; default 20)")
+                        "overtaken only by requests arriving less than W s after it (0 = fcfs; default 20); 'auto': "
+                        "per model, the largest wait of its first fcfs run")
     g.add_argument("--rounds", type=int, default=1, help="repeat every arm this many times, ABBA order (default 1)")
 
 
@@ -244,8 +249,10 @@ def _validate(args: argparse.Namespace) -> list[str] | None:
     arms = parse_schedules(args.schedule) if args.schedule is not None else None
     if args.rounds < 1:
         raise UserError(f"--rounds must be >= 1, got {args.rounds}")
-    if not 0 <= args.ltr_window < math.inf:
-        raise UserError(f"--ltr-window must be a finite number of seconds >= 0 (0 = fcfs order), got {args.ltr_window}")
+    args.ltr_window = parse_window(args.ltr_window)
+    if args.ltr_window is None and arms and ("fcfs" not in arms or arms.index("fcfs") > 0):
+        raise UserError("--ltr-window auto takes the window from the first fcfs run; list fcfs first in --schedule "
+                        "(e.g. fcfs,ltr,oracle)")
     rankers = args.ranker or []
     if arms and "ltr" in arms:
         if not rankers:
@@ -285,7 +292,8 @@ def run(args: argparse.Namespace) -> int:
               "max_tokens": max_tokens, "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed,
               "warmup": args.warmup, "vllm_args": args.vllm_args, "host": HOST}
     if arms:
-        config.update(schedule=arms, rounds=args.rounds, ltr_window_s=args.ltr_window, rankers=args.ranker)
+        config.update(schedule=arms, rounds=args.rounds, ltr_window_s="auto" if args.ltr_window is None else args.ltr_window,
+                      rankers=args.ranker)
     summary = {"config": config, "models": {}, "ratios": {}}
     try:
         with exit_on_signals():

@@ -153,7 +153,7 @@ def print_arm_tables(summary: dict) -> None:
         if arms == ["fcfs"] or not arms:
             continue
         table = Table(title=f"{name}: {cfg['requests']} requests x {cfg['rounds']} round(s), rate {cfg['rate']}/s, "
-                            f"window {cfg.get('ltr_window_s')} s")
+                            f"window {_seconds(model.get('ltr_window_s', cfg.get('ltr_window_s')))}")
         table.add_column("metric")
         for a in arms:
             table.add_column(a, justify="right")
@@ -163,6 +163,10 @@ def print_arm_tables(summary: dict) -> None:
         for row in arm_rows(model):
             table.add_row(*row)
         Console().print(table)
+
+
+def _seconds(value) -> str:
+    return f"{value:.1f} s" if isinstance(value, (int, float)) else str(value)
 
 
 def plot_latency_cdfs(latencies: dict[str, dict[str, list[float]]], path, title: str = "") -> None:

@@ -15,7 +15,7 @@ from conciser.cli import main as cli_main
 from conciser.errors import UserError
 from conciser.eval import ranker
 from conciser.eval.ranker import RankerConfig, kendall_tau, listmle_loss, pair_accuracy
-from conciser.eval.serve_schedule import parse_schedules, rank_quantiles, round_order, virtual_deadline
+from conciser.eval.serve_schedule import parse_schedules, parse_window, rank_quantiles, round_order, virtual_deadline
 
 
 # ---------------------------------------------------------------- loss and metrics, by hand
@@ -168,6 +168,10 @@ def test_schedule_parsing_and_abba_order():
         parse_schedules("ltr,oracle")
     with pytest.raises(UserError, match="named twice"):
         parse_schedules("fcfs,fcfs")
+    assert parse_window("auto") is None and parse_window(" AUTO ") is None and parse_window("7") == 7.0
+    for bad in ("-1", "inf", "nan", "soon"):
+        with pytest.raises(UserError, match="--ltr-window must be a finite number of seconds >= 0"):
+            parse_window(bad)
     assert round_order(["fcfs", "ltr", "oracle"], 0) == ["fcfs", "ltr", "oracle"]
     assert round_order(["fcfs", "ltr", "oracle"], 1) == ["oracle", "ltr", "fcfs"]
 

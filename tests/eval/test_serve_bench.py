@@ -329,6 +329,22 @@ def test_stop_escalates_to_sigkill(fake_vllm, tmp_path):
     _assert_gone(server.pgid)
 
 
+def test_auto_window_is_the_first_fcfs_runs_largest_wait(fake_vllm, tmp_path, tiny_ranker, capsys):
+    model = fake_vllm("m", tokens=10, per_step=5)
+    args = _bench_args(tmp_path / "out", model, extra=["--schedule", "fcfs,ltr", "--ranker", tiny_ranker,
+                                                        "--ltr-window", "auto", "--rounds", "2"])
+    assert cli_main(args) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    m = summary["models"]["m"]
+    assert summary["config"]["ltr_window_s"] == "auto"
+    assert m["ltr_window_s"] == m["arms"]["fcfs"]["rounds"][0]["max_wait_s"] > 0
+    received = [json.loads(line) for line in open(Path(model) / "received.jsonl")]
+    assert any(r["priority"] > 0 for r in received if r["policy"] == "priority")
+    bad = _bench_args(tmp_path / "out2", model, extra=["--schedule", "ltr,fcfs", "--ranker", tiny_ranker, "--ltr-window", "auto"])
+    assert cli_main(bad) == 2
+    assert "--ltr-window auto takes the window from the first fcfs run" in capsys.readouterr().err
+
+
 def test_stream_keeps_its_concurrency_and_its_deadline(fake_vllm, tmp_path):
     """Workers take the requests in plan order; one more is taken up only when one is answered, and
     none after --max-duration (the fake server's answers take >= 1 s, whatever the machine's load)."""
