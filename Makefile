@@ -9,7 +9,7 @@ HASH    := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-10)
 CORE    := $(VENV)/.core-$(HASH)
 TESTENV := $(VENV)/.test-$(HASH)
 
-.PHONY: install install-test demo test lint bench bench-quick clean
+.PHONY: install install-test demo test lint bench bench-quick gpu-check gpu-wheels clean
 
 install: $(CORE)
 install-test: $(TESTENV)
@@ -44,6 +44,22 @@ bench: $(TESTENV)
 
 bench-quick: $(TESTENV)
 	$(BIN)/python -m bench.run_all --quick
+
+# The GPU check (bench/gpu_check.md), on a CUDA box whose python3 has torch, transformers, accelerate
+# and peft: the wheels from `make gpu-wheels` (or bench/gpu_wheels.sh) and conciser are installed into
+# GPU_SITE with pip --target (nothing else on the box changes), then the check runs from there. Not
+# part of `make test`, which runs the same code path on CPU (python -m bench.gpu_check --dry-run).
+GPU_PY     ?= python3
+GPU_WHEELS ?= .gpu-wheels
+GPU_SITE   ?= /tmp/conciser-gpu-site
+GPU_ARGS   ?=
+
+gpu-check:
+	$(GPU_PY) -m bench.gpu_check --wheels $(GPU_WHEELS) --site $(GPU_SITE) $(GPU_ARGS)
+
+# On a machine that reaches PyPI: the wheel folder for the box (Python 3.12 by default).
+gpu-wheels: $(CORE)
+	PYTHON=$(BIN)/python bash bench/gpu_wheels.sh $(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -25,8 +25,11 @@ def _grading(quick: bool) -> dict:
     from bench import grading
 
     r = grading.run(quick)
+    rl = r["rl_shaped"]
     return {"ratio": r["ratio"], "verdicts_differ": r["verdicts"]["disagree"], "timeouts": r["batch"]["timeouts"],
-            "hangs": r["batch"]["hangs"] + r["serial"]["hangs"]}
+            "hangs": r["batch"]["hangs"] + r["serial"]["hangs"],
+            "rl_shaped": {"ratio": rl["ratio"], "verdicts_differ": rl["verdicts"]["disagree"],
+                          "hangs": rl["batch"]["hangs"] + rl["serial"]["hangs"]}}
 
 
 def _overhead(quick: bool) -> dict:

@@ -10,12 +10,10 @@ the same number of optimizer steps, and is evaluated on the same held-out toy pr
 (`conciser.eval`, benchmark "toy": the first N of its problems, levels cycled evenly) with the same
 sampling and the toy's default generation cap, so the rows are comparable:
 
-    card methods   laser, laser_d, laser_de, dler, dler_da, drpo, hapo, curriculum: their own
-                   recipes/toy/<method>.yaml (only the step count, seed and output folder changed)
-    grpo           plain GRPO, correctness only: toy/laser with alpha 0 and wrong/format rewards 0
-    the others     the rest of the rewards registry: toy/laser's model/data/trainer blocks at the
-                   toy's default cap, with that method's parameters scaled to toy lengths
-                   (`generic_overrides`; a recipes/toy/<method>.yaml, where one exists, wins)
+    every method   its own recipes/toy/<method>.yaml (every registered reward has one; only the step
+                   count, seed and output folder change): the card methods laser, laser_d, laser_de,
+                   dler, dler_da, drpo, hapo, curriculum, then the rest of the rewards registry
+    grpo           plain GRPO, correctness only: recipes/toy/grpo.yaml
 
 A method that fails to train is reported with its error, not dropped. Results: a table (accuracy,
 mean tokens, tokens / minimal, the change against the base, per difficulty level) in
@@ -42,45 +40,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench._common import RESULTS, log, machine, md_table, result_paths, stamp, write_results
+from bench.pareto_plot import pareto_png as plot
 
 CARD = ["laser", "laser_d", "laser_de", "dler", "dler_da", "drpo", "hapo", "curriculum"]
 GRPO = "grpo"
-GRPO_RECIPE = ("toy/laser", ["rewards.params.alpha=0.0", "rewards.params.wrong_reward=0.0",
-                             "rewards.params.format_reward=0.0"])
-
-# Toy-scale parameters of the methods without a card recipe, for the toy's default cap C
-# (conciser.toy.DEFAULT_MAX_COMPLETION, also the eval cap). Toy lengths are about 1/40 of the papers'
-# 4k-16k token scales: per-token coefficients are scaled up and token counts down by about that.
-def generic_overrides(method: str, cap: int) -> list[str]:
-    table = {
-        "kimi": [],                                                   # min/max normalised in the group
-        "cosine": ["rewards.params.exceed_margin=1"],                # 16 of 14,336 tokens
-        "l1_exact": ["rewards.params.alpha=0.012",                   # 0.0003/token x 40
-                     f"data.target_lengths=[24,{cap}]"],              # budgets U{100..4000} / 40
-        "l1_max": [f"data.target_lengths=[24,{cap}]"],                # alpha 0.01, as in the code
-        "thinkprune": [f"rewards.params.caps=[{cap * 5 // 8}]",      # one stage, 4000 of a 6.4k-token
-                       "budget.schedule=reward"],                     # habit -> 5/8 of the cap
-        "shorterbetter": ["rewards.params.beta=0.04"],               # 0.001/token x 40
-        "grpo_lambda": [],                                            # sigmoid of z-scored lengths
-        "palu": ["budget.schedule=reward", "data.n_train=128"],      # budgets shrink when a question
-                                                                      # comes back: 128 problems, as toy/hapo
-        "dot": ["rewards.params.margin=2.0",                         # 32 tokens / 16; alpha 3 can never
-                "rewards.params.alpha=2.0"],                          # cut in a group of 8 (max z 7/sqrt 8)
-        "concise_r": [],                                              # relative to the cap
-        "soft_overlong": [f"rewards.params.cache_length={cap // 5}"],  # 4096 of 20,480
-    }
-    if method not in table:
-        raise ValueError(f"no toy recipe and no generic parameters for {method!r}; add it to generic_overrides")
-    return table[method]
 # L1 models are evaluated with one stated budget (the paper reports fixed-budget evals), about twice
 # the toy's mean minimal length; every other method sees the plain toy prompt.
 L1_EVAL_BUDGET = 64
 
 
 def eval_template(method: str) -> str | None:
-    from conciser.rewards import REWARDS
+    """The eval prompt of a method whose reward states a per-prompt budget (L1): one stated budget."""
+    from conciser.config import load_recipe
+    from conciser.rewards import reward_class
 
-    prompt = getattr(REWARDS.get(method), "target_prompt", None)
+    if method == "base":
+        return None
+    prompt = reward_class(load_recipe(recipe_for(method)).rewards.method).target_prompt
     return None if prompt is None else "{problem} " + prompt.format(n=L1_EVAL_BUDGET)
 
 
@@ -96,31 +72,20 @@ def all_methods() -> list[str]:
     return [*CARD, GRPO, *[m for m in REWARDS if m not in CARD]]
 
 
-def recipe_for(method: str) -> tuple[str, list[str]]:
-    """(recipe, overrides) that train `method` on the toy."""
+def recipe_for(method: str) -> str:
+    """The recipe that trains `method` on the toy: recipes/toy/<method>.yaml."""
     from conciser.config import resolve_recipe_path
 
-    if method == GRPO:
-        return GRPO_RECIPE
-    try:
-        resolve_recipe_path(f"toy/{method}")
-        return f"toy/{method}", []
-    except FileNotFoundError:
-        if method in CARD:
-            raise
-    from conciser import toy
-
-    cap = toy.DEFAULT_MAX_COMPLETION
-    return "toy/laser", [f"rewards.method={method}", "rewards.params={}", f"trainer.max_completion_length={cap}",
-                         *generic_overrides(method, cap)]
+    resolve_recipe_path(f"toy/{method}")  # a missing recipe fails here, naming the bundled ones
+    return f"toy/{method}"
 
 
-def _schedule_over(recipe: str, overrides: list[str], steps: int) -> list[str]:
+def _schedule_over(recipe: str, steps: int) -> list[str]:
     """A reward whose schedule spans the run (curriculum's `total_steps`) spans the bench's steps:
     cut off at 40 of its 60 steps, the curriculum would be compared at its step-40 budget."""
     from conciser.config import load_recipe
 
-    total = load_recipe(recipe, overrides).rewards.params.get("total_steps")
+    total = load_recipe(recipe).rewards.params.get("total_steps")
     return [] if total in (None, steps) else [f"rewards.params.total_steps={steps}"]
 
 
@@ -179,8 +144,8 @@ def run_one(spec: Spec) -> dict:
     try:
         model = spec.model
         if spec.method != "base":
-            recipe, overrides = recipe_for(spec.method)
-            overrides = [*overrides, *_schedule_over(recipe, overrides, spec.steps)]
+            recipe = recipe_for(spec.method)
+            overrides = _schedule_over(recipe, spec.steps)
             rec["recipe"], rec["overrides"] = recipe, overrides
             with _steps_recorded(reached):
                 model = str(train(recipe, [*overrides, f"model.name_or_path={spec.model}",
@@ -404,45 +369,8 @@ def to_markdown(r: dict) -> str:
 
 
 def pareto_png(agg: dict[str, dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from conciser.eval.report import pareto_front
-
-    names = [k for k, a in agg.items() if a.get("accuracy") is not None]
-    pts = [(agg[k]["mean_tokens"], agg[k]["accuracy"]) for k in names]
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for k, (x, y) in zip(names, pts):
-        kind = "base" if k == "base" else ("card" if k in CARD else ("grpo" if k == GRPO else "other"))
-        style = {"base": dict(color="black", marker="*", s=160), "card": dict(color="tab:blue", marker="o", s=45),
-                 "grpo": dict(color="tab:green", marker="s", s=45), "other": dict(color="tab:orange", marker="^", s=45)}[kind]
-        xe, ye = agg[k].get("mean_tokens_std"), agg[k].get("accuracy_std")
-        if xe is not None or ye is not None:
-            ax.errorbar([x], [y], xerr=xe or 0, yerr=ye or 0, fmt="none", ecolor=style["color"], alpha=0.5, lw=1)
-        ax.scatter([x], [y], zorder=3, **style)
-        ax.annotate(k, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    front = pareto_front(pts)
-    if len(front) > 1:
-        ax.step([pts[i][0] for i in front], [pts[i][1] for i in front], where="post", color="grey", ls="--",
-                lw=1, label="Pareto front")
-    minimal = agg.get("base", {}).get("mean_minimal_tokens")
-    if minimal:
-        ax.axvline(minimal, color="red", lw=1, ls=":", label=f"minimal length ({minimal:.0f} tokens)")
-    for label, color, marker in (("base", "black", "*"), ("card method", "tab:blue", "o"),
-                                 ("GRPO, correctness only", "tab:green", "s"), ("other method", "tab:orange", "^")):
-        ax.scatter([], [], color=color, marker=marker, label=label)
-    ax.set_xlabel("mean tokens per completion (held-out toy problems)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("toy task: accuracy vs length after the same training budget")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    kinds = {k: "base" if k == "base" else ("card" if k in CARD else ("grpo" if k == GRPO else "other")) for k in agg}
+    return plot(agg, path, kinds, "toy task: accuracy vs length after the same training budget")
 
 
 def write(records: list[dict], *, config: dict, quick: bool, wall_s: float, mach: dict,
@@ -510,10 +438,12 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
     broken, method_steps = {}, {}
     for m in methods:  # a recipe that does not validate is reported, before minutes of training
         try:
+            from conciser.reference_cli import ensure_toy_reference
             from conciser.trainers.train import prepare
 
-            recipe, overrides = recipe_for(m)
-            _, _, _, args = prepare(recipe, [*overrides, f"model.name_or_path={model}", *(extra or [])])
+            # reference statistics (o1_pruner, adaptthink, a_dlp): built once here, before the workers start
+            ensure_toy_reference(recipe_for(m), [f"model.name_or_path={model}", *(extra or [])])
+            _, _, _, args = prepare(recipe_for(m), [f"model.name_or_path={model}", *(extra or [])])
             # a recipe that stops earlier keeps its own length (DLER's: dynamic sampling runs dry on the toy)
             method_steps[m] = min(steps, args.max_steps) if args.max_steps > 0 else steps
         except Exception as exc:

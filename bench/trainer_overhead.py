@@ -35,17 +35,17 @@ import argparse
 import json
 import logging
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Callable
 
 from bench._common import log, machine, md_table, stamp, write_results
+from conciser.rewards.workers import spawn
 
 # name -> (recipe, overrides on top of the shared ones); None = stock TRL
 CONFIGS: dict[str, tuple[str, list[str]] | None] = {
@@ -121,10 +121,11 @@ def _run_stock(setup: Setup, out_dir: Path, callbacks: list) -> None:
     from conciser.trainers.data import to_dataset
     from conciser.trainers.train import prepare
 
-    recipe, overrides = CONFIGS["correctness"]
-    _, rows, _, args = prepare(recipe, [*overrides, *setup.overrides(out_dir)])  # the same args and rows
+    recipe_name, overrides = CONFIGS["correctness"]
+    recipe, rows, _, args = prepare(recipe_name, [*overrides, *setup.overrides(out_dir)])  # the same args and rows
     tokenizer = AutoTokenizer.from_pretrained(setup.model)
-    model = AutoModelForCausalLM.from_pretrained(setup.model, dtype=torch.float32)
+    dtype = "auto" if recipe.model.dtype == "auto" else getattr(torch, recipe.model.dtype)  # as `train` loads it
+    model = AutoModelForCausalLM.from_pretrained(setup.model, dtype=dtype)
     trainer = GRPOTrainer(model=model, processing_class=tokenizer, args=args, train_dataset=to_dataset(rows),
                           reward_funcs=[correctness_reward], callbacks=callbacks)
     trainer.train()
@@ -170,11 +171,11 @@ def _gate(conn: Connection):
     return Gate()
 
 
-def _worker_entry(fd: int, name: str, setup_json: str, out_dir: str) -> None:
+def _worker_main(conn: Connection, name: str, setup_json: str, out_dir: str) -> None:
+    """One configuration's training run, in its own process (started by `_Worker`)."""
     import torch
 
     torch.set_num_threads(1)  # see the module docstring
-    conn = Connection(fd)
     setup = Setup(**{**json.loads(setup_json), "extra": tuple(json.loads(setup_json)["extra"])})
     try:
         if CONFIGS[name] is None:
@@ -188,21 +189,18 @@ def _worker_entry(fd: int, name: str, setup_json: str, out_dir: str) -> None:
         conn.send(("error", traceback.format_exc()[-3000:]))
 
 
+WORKER = "bench.trainer_overhead:_worker_main"
+
+
 class _Worker:
-    def __init__(self, name: str, setup: Setup, out_dir: Path, log_path: Path):
-        ours, theirs = socket.socketpair()
-        fd = theirs.detach()
+    def __init__(self, name: str, setup: Setup, out_dir: Path, log_path: Path, env: dict[str, str] | None = None,
+                 target: str = WORKER):
         setup_json = json.dumps({**asdict(setup), "extra": list(setup.extra)})
-        boot = (f"import sys; sys.path[:] = {sys.path!r}; from bench.trainer_overhead import _worker_entry; "
-                f"_worker_entry({fd}, {name!r}, {setup_json!r}, {str(out_dir)!r})")
         self.log = open(log_path, "w")
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
-        try:
-            self.proc = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(fd,), stdin=subprocess.DEVNULL,
-                                         stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        finally:
-            os.close(fd)
-        self.conn = Connection(ours.detach())
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled",
+               **(env or {})}
+        self.proc, self.conn = spawn(target, name, setup_json, str(out_dir), stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=env)
         self.name = name
 
     def recv(self, what: str, timeout: float):
@@ -224,10 +222,15 @@ class _Worker:
         self.log.close()
 
 
-def run_round(configs: list[str], setup: Setup, work: Path, round_index: int, timeout: float = 900.0) -> list[dict]:
+def run_round(configs: list[str], setup: Setup, work: Path, round_index: int, timeout: float = 900.0,
+              env: Callable[[str], dict[str, str]] | None = None, target: str = WORKER) -> list[dict]:
     """One training run of every configuration, in lockstep: step k of each runs back to back (in an
-    order rotated every step) while the others wait, so the machine's load falls on all alike."""
-    workers = {name: _Worker(name, setup, work / f"r{round_index}-{name}", work / f"r{round_index}-{name}.log")
+    order rotated every step) while the others wait, so the machine's load falls on all alike.
+
+    `env(name)`: extra environment variables for that configuration's process; `target`: the
+    function its process runs (default `_worker_main`; the GPU check wraps it)."""
+    workers = {name: _Worker(name, setup, work / f"r{round_index}-{name}", work / f"r{round_index}-{name}.log",
+                             env=env(name) if env else None, target=target)
                for name in configs}
     steps: dict[str, list[float]] = {name: [] for name in configs}
     logs: dict[str, list] = {}
@@ -262,8 +265,10 @@ def run_round(configs: list[str], setup: Setup, work: Path, round_index: int, ti
 
 
 def run(quick: bool = False, *, setup: Setup | None = None, configs: list[str] | None = None,
-        out_dir: Path | None = None, write: bool = True) -> dict:
-    """Rounds of every configuration in lockstep; returns (and by default writes) the results dict."""
+        out_dir: Path | None = None, write: bool = True, env: Callable[[str], dict[str, str]] | None = None,
+        target: str = WORKER, timeout: float = 900.0) -> dict:
+    """Rounds of every configuration in lockstep; returns (and by default writes) the results dict.
+    `env`, `target`, `timeout`: see `run_round`."""
     configs = configs or list(CONFIGS)
     if configs[0] != "stock":
         raise ValueError("the first configuration must be 'stock' (the ratios' denominator)")
@@ -280,7 +285,7 @@ def run(quick: bool = False, *, setup: Setup | None = None, configs: list[str] |
         runs = []
         for r in range(setup.rounds):
             t0 = time.perf_counter()
-            runs += run_round(configs, setup, work, r)
+            runs += run_round(configs, setup, work, r, timeout=timeout, env=env, target=target)
             log(f"round {r + 1}/{setup.rounds} ({time.perf_counter() - t0:.0f} s): " + ", ".join(
                 f"{x['config']} {statistics.median(_timed(x['step_s'])):.3f} s" for x in runs[-len(configs):]))
     result = summarize(runs, configs, setup, quick)

@@ -58,6 +58,7 @@ def print_table(rows: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     from conciser.eval.report import pareto_plot
     from conciser.eval.run import evaluate
+    from conciser.reference_cli import ensure_toy_reference
     from conciser.trainers.toy_sft import ensure_toy_base
     from conciser.trainers.train import prepare, train
 
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     trained_dir = out / "trained"
     overrides = [f"trainer.output_dir={trained_dir}", *args.overrides]
+    ensure_toy_reference(args.recipe, overrides)  # o1_pruner / adaptthink / a_dlp: the toy base's statistics
     prepare(args.recipe, overrides)  # fail on a bad recipe before minutes of work
     if out.exists():
         shutil.rmtree(out)

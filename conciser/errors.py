@@ -25,3 +25,8 @@ def did_you_mean(key: str, valid: Iterable[str], cutoff: float = 0.6) -> str:
     valid = sorted(str(v) for v in valid)
     close = difflib.get_close_matches(str(key), valid, n=1, cutoff=cutoff)
     return f"; did you mean '{close[0]}'?" if close else f"; valid: {', '.join(valid)}"
+
+
+class MissingInput(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist or lacks what it must hold (also a
+    FileNotFoundError, for callers that catch that)."""

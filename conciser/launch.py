@@ -38,13 +38,15 @@ from typing import Any
 
 import yaml
 
+from conciser.errors import MissingInput, UserError
+from conciser.trainers.checkpoints import last_complete_checkpoint
+
 log = logging.getLogger(__name__)
 
 # Argument dests added by add_launch_arguments; never forwarded to the relaunched command.
 LAUNCH_DESTS = ("accelerate", "num_processes", "num_machines", "machine_rank", "main_process_ip",
                 "main_process_port", "launch_dry_run")
 
-VLLM_SERVER_PORT = 8000            # TRL's vllm_server_port default
 VLLM_SERVER_GPU_MEMORY = 0.9       # a server node owns its GPUs (colocate's 0.3 does not apply)
 PROMPT_ALLOWANCE = 1024            # prompt tokens assumed for the vLLM context when the recipe sets none
 
@@ -64,7 +66,7 @@ def resolve_accelerate_config(name_or_path: str | Path) -> Path:
     bundled = Path(str(resources.files("conciser.configs").joinpath("accelerate", f"{name_or_path}.yaml")))
     if bundled.is_file():
         return bundled
-    raise FileNotFoundError(
+    raise MissingInput(
         f"--accelerate {name_or_path}: no such file and no bundled accelerate config of that name; "
         f"bundled: {', '.join(accelerate_config_names())} (configs/accelerate/), or give a path to your own."
     )
@@ -74,9 +76,9 @@ def read_accelerate_config(path: Path) -> dict[str, Any]:
     try:
         cfg = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        raise UserError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(cfg, dict) or "distributed_type" not in cfg:
-        raise ValueError(f"{path}: not an accelerate config (no distributed_type); see configs/accelerate/*.yaml")
+        raise UserError(f"{path}: not an accelerate config (no distributed_type); see configs/accelerate/*.yaml")
     return cfg
 
 
@@ -97,7 +99,7 @@ def count_processes(cfg: dict[str, Any], config_name: str, num_machines: int,
         return int(cfg.get("num_processes", 1) or 1)
     gpus = detect_gpus() if gpus_per_node is None else gpus_per_node
     if gpus < 1:
-        raise ValueError(
+        raise UserError(
             f"--accelerate {config_name} starts one process per GPU, but no GPU is visible here. Pass "
             f"--num-processes (launch) or --gpus-per-node (launch-info), or use --accelerate cpu_ddp on a CPU machine."
         )
@@ -115,19 +117,19 @@ def build_accelerate_command(train_argv: list[str], accelerate: str, *, num_proc
     path = resolve_accelerate_config(accelerate)
     cfg = read_accelerate_config(path)
     if num_machines < 1:
-        raise ValueError(f"--num-machines {num_machines}: must be >= 1")
+        raise UserError(f"--num-machines {num_machines}: must be >= 1")
     if not 0 <= machine_rank < num_machines:
-        raise ValueError(f"--machine-rank {machine_rank}: must be in [0, {num_machines - 1}] for {num_machines} machines")
+        raise UserError(f"--machine-rank {machine_rank}: must be in [0, {num_machines - 1}] for {num_machines} machines")
     if num_processes is None:
         num_processes = count_processes(cfg, str(accelerate), num_machines)
     if num_processes < num_machines or num_processes % num_machines:
-        raise ValueError(f"--num-processes {num_processes} is not a multiple of --num-machines {num_machines} "
+        raise UserError(f"--num-processes {num_processes} is not a multiple of --num-machines {num_machines} "
                          f"(accelerate starts the same number of processes on every machine)")
     cmd = [python or sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path),
            "--num_processes", str(num_processes), "--num_machines", str(num_machines)]
     if num_machines > 1:
         if not main_process_ip:
-            raise ValueError("--num-machines > 1 needs --main-process-ip: the address of machine 0 (the rendezvous)")
+            raise UserError("--num-machines > 1 needs --main-process-ip: the address of machine 0 (the rendezvous)")
         cmd += ["--machine_rank", str(machine_rank), "--main_process_ip", main_process_ip,
                 "--main_process_port", str(main_process_port or cfg.get("main_process_port") or 29500),
                 "--rdzv_backend", "c10d"]
@@ -196,7 +198,7 @@ def maybe_relaunch(args: argparse.Namespace, command: str = "train") -> int | No
     """With --accelerate: run `conciser <command> ...` under accelerate and return its exit code.
     Without it (or inside the launched processes, which never get --accelerate): None, run in-process.
 
-    In trainers/train.py:  add_launch_arguments(parser)  in add_arguments, and at the top of run():
+    In conciser/train_cli.py:  add_launch_arguments(parser)  in add_arguments, and at the top of run():
         rc = maybe_relaunch(args)
         if rc is not None: return rc
     """
@@ -266,20 +268,6 @@ def load_recipe_anywhere(recipe: str, overrides: list[str] | None = None, world_
 
 # ---------------------------------------------------------------- launch-info
 
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def last_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest *complete* checkpoint-N folder in output_dir (one with trainer_state.json, which the
-    Trainer writes last), so a job killed while saving resumes from the previous checkpoint."""
-    out = Path(output_dir)
-    if not out.is_dir():
-        return None
-    done = [(int(m.group(1)), p) for p in out.iterdir()
-            if p.is_dir() and (m := _CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()]
-    return max(done)[1] if done else None
-
-
 def _vllm_version() -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -302,9 +290,9 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
                 num_processes: int | None = None) -> dict[str, Any]:
     """What a launcher needs to know about a recipe, validated (see the module docstring)."""
     if nodes is not None and allocated_nodes is not None:
-        raise ValueError("give --nodes (training nodes) or --allocated-nodes (all nodes of a job), not both")
+        raise UserError("give --nodes (training nodes) or --allocated-nodes (all nodes of a job), not both")
     if vllm_layout not in ("auto", "server", "colocate"):
-        raise ValueError(f"--vllm-layout {vllm_layout!r}: one of auto, server, colocate")
+        raise UserError(f"--vllm-layout {vllm_layout!r}: one of auto, server, colocate")
     from conciser.config import RecipeError, apply_overrides, resolve_recipe_path
 
     # The layout decides the process count, which TRL's validation needs: read the two vLLM keys first.
@@ -329,12 +317,12 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
     if allocated_nodes is not None:
         train_nodes = allocated_nodes - (1 if server else 0)
         if train_nodes < 1:
-            raise ValueError(f"--allocated-nodes {allocated_nodes}: vLLM server mode needs one node for the "
+            raise UserError(f"--allocated-nodes {allocated_nodes}: vLLM server mode needs one node for the "
                              f"server plus at least one training node; allocate 2+ nodes or use --vllm-layout colocate")
     else:
-        train_nodes = nodes or 1
+        train_nodes = 1 if nodes is None else nodes
     if train_nodes < 1:
-        raise ValueError(f"--nodes {train_nodes}: must be >= 1")
+        raise UserError(f"--nodes {train_nodes}: must be >= 1")
 
     acc_path = resolve_accelerate_config(accelerate) if accelerate else None
     acc_cfg = read_accelerate_config(acc_path) if acc_path else {}
@@ -346,31 +334,17 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
             num_processes = max(gpus, 1) * train_nodes
     per_node = num_processes // train_nodes
     r = load_recipe_anywhere(recipe, overrides, world_size=num_processes)
-    t = r.trainer
-
-    per_device = int(t.get("per_device_train_batch_size", 8))
-    grad_accum = int(t.get("gradient_accumulation_steps", 1))
-    num_generations = int(t.get("num_generations", 8))
+    # TRL's own arithmetic, as the trainer will see it on `num_processes` processes (GRPOConfig derives
+    # steps_per_generation / generation_batch_size and checks that groups fit; its errors name the fields).
+    with hardware_independent_validation(num_processes):
+        args = r.grpo_config()
+    per_device, grad_accum = args.per_device_train_batch_size, args.gradient_accumulation_steps
+    num_generations, steps_per_generation = args.num_generations, args.steps_per_generation
+    generation_batch = args.generation_batch_size
     per_step = per_device * num_processes * grad_accum
-    if t.get("generation_batch_size"):
-        generation_batch = int(t["generation_batch_size"])
-        if generation_batch % (per_device * num_processes):
-            raise ValueError(
-                f"trainer.generation_batch_size={generation_batch} is not a multiple of per_device_train_batch_size "
-                f"x processes = {per_device} x {num_processes}; set trainer.steps_per_generation instead")
-        steps_per_generation = generation_batch // (per_device * num_processes)
-    else:
-        steps_per_generation = int(t.get("steps_per_generation") or grad_accum)
-        generation_batch = per_device * num_processes * steps_per_generation
-    if generation_batch % num_generations:
-        raise ValueError(
-            f"on {num_processes} processes a generation batch is {per_device} (per_device_train_batch_size) x "
-            f"{num_processes} x {steps_per_generation} (steps_per_generation) = {generation_batch} completions, not a "
-            f"multiple of num_generations={num_generations}; change trainer.steps_per_generation or the process count")
-
-    max_completion = int(t.get("max_completion_length", 512))
-    out = Path(t.get("output_dir") or "trainer_output").resolve()
-    ckpt = last_checkpoint(out)
+    max_completion = args.max_completion_length
+    out = Path(args.output_dir).resolve()
+    ckpt = last_complete_checkpoint(out)
     vllm_version = _vllm_version()
     return {
         "recipe": r.source,
@@ -393,17 +367,17 @@ def launch_info(recipe: str, overrides: list[str] | None = None, *, nodes: int |
         "generation_batch": generation_batch,
         "prompts_per_generation": generation_batch // num_generations,
         "optimizer_steps_per_generation": max(steps_per_generation // grad_accum, 1),
-        "max_steps": int(t.get("max_steps", -1)),
+        "max_steps": args.max_steps,
         "max_completion_length": max_completion,
         "use_vllm": use_vllm,
         "vllm_mode": ("server" if server else "colocate") if use_vllm else "none",
         "vllm_server": server,
-        "vllm_port": int(t.get("vllm_server_port", VLLM_SERVER_PORT)),
-        "vllm_group_port": int(t.get("vllm_group_port", 51216)),
-        "vllm_tensor_parallel_size": int(t.get("vllm_tensor_parallel_size", 1)),
-        "vllm_max_model_len": int(t.get("vllm_max_model_length") or (PROMPT_ALLOWANCE + max_completion)),
-        "vllm_gpu_memory_utilization": VLLM_SERVER_GPU_MEMORY if server else float(t.get("vllm_gpu_memory_utilization", 0.3)),
-        "vllm_sleep_mode": bool(t.get("vllm_enable_sleep_mode", False)),
+        "vllm_port": args.vllm_server_port,
+        "vllm_group_port": args.vllm_group_port,
+        "vllm_tensor_parallel_size": args.vllm_tensor_parallel_size,
+        "vllm_max_model_len": args.vllm_max_model_length or (PROMPT_ALLOWANCE + max_completion),
+        "vllm_gpu_memory_utilization": VLLM_SERVER_GPU_MEMORY if server else args.vllm_gpu_memory_utilization,
+        "vllm_sleep_mode": args.vllm_enable_sleep_mode,
         "vllm_version": vllm_version or "",
         # `vllm serve` registers the endpoints TRL's client uses for multimodal prompts only with this flag (>= 0.30).
         "vllm_scale_out": _version_at_least(vllm_version, (0, 30)),
@@ -456,23 +430,3 @@ def run(args: argparse.Namespace) -> int:
                        vllm_layout=args.vllm_layout, num_processes=args.num_processes)
     print(json.dumps(info, indent=2) if args.json else format_shell(info))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m conciser.launch ...`: `conciser train` with the launch flags (and the same errors)."""
-    from conciser.trainers import train
-
-    parser = argparse.ArgumentParser(prog="python -m conciser.launch",
-                                     description="conciser train, optionally under accelerate launch")
-    train.add_arguments(parser)  # includes the launch flags; train.run relaunches under accelerate
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return int(train.run(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"conciser train: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from conciser.errors import UserError, did_you_mean
+from conciser.errors import MissingInput, UserError, did_you_mean
 from conciser.launch import launch_info, resolve_accelerate_config, summary_line
 
 
@@ -63,25 +63,25 @@ def load_site(path: str | Path | None) -> Site:
         return Site()
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"--site {path}: no such file; start from slurm/site.example.yaml")
+        raise MissingInput(f"--site {path}: no such file; start from slurm/site.example.yaml")
     try:
         raw = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{p}: not valid YAML: {exc}") from None
+        raise UserError(f"{p}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{p}: expected a mapping of site keys (see slurm/site.example.yaml)")
+        raise UserError(f"{p}: expected a mapping of site keys (see slurm/site.example.yaml)")
     valid = [f.name for f in dataclasses.fields(Site)]
     for key in raw:
         if key not in valid:
             raise UserError(f"{p}: unknown site key '{key}'{did_you_mean(key, valid)}")
     for key in ("extra_sbatch", "modules", "setup"):
         if raw.get(key) is not None and not isinstance(raw[key], list):
-            raise ValueError(f"{p}: '{key}' must be a list of strings")
+            raise UserError(f"{p}: '{key}' must be a list of strings")
     if raw.get("env") is not None and not isinstance(raw["env"], dict):
-        raise ValueError(f"{p}: 'env' must be a mapping NAME: value")
+        raise UserError(f"{p}: 'env' must be a mapping NAME: value")
     site = Site(**{k: v for k, v in raw.items() if v is not None})
     if site.gpus_per_node < 1:
-        raise ValueError(f"{p}: gpus_per_node must be >= 1")
+        raise UserError(f"{p}: gpus_per_node must be >= 1")
     return site
 
 
@@ -100,7 +100,7 @@ TRAIN_TEMPLATE = r'''#!/bin/bash
 # vLLM on the training GPUs and leave the server idle). A one-node job keeps the recipe's mode
 # (colocate). The first training node is the rendezvous (MASTER_ADDR) of `accelerate launch`.
 # Requeue: a preempted or requeued job resumes from the newest complete checkpoint in the output dir
-# (one holding trainer_state.json); a fresh run gets no --resume.
+# (its checkpoint_complete.json, written last, lists every file); a fresh run gets no --resume.
 # No YAML is parsed here: `conciser launch-info` reports what the recipe needs.
 # Knobs (environment at submit time; CONCISER_* without JOB_ are launch-info's outputs):
 # CONCISER_JOB_ACCELERATE, CONCISER_JOB_GPUS_PER_NODE, CONCISER_JOB_VLLM_LAYOUT (auto|server|colocate),
@@ -351,6 +351,17 @@ def _args_block(recipe: str, overrides: list[str]) -> str:
     return f"RECIPE={_q(_recipe_arg(recipe))}\nOVERRIDES=({''.join(_q(o) + ' ' for o in overrides)}\"$@\")"
 
 
+LAYOUT = "# Layout: "
+
+
+def node_layout(train_nodes: int, server: bool) -> str:
+    """ "2 training nodes + 1 vLLM node = 3 nodes" (what --nodes N becomes)."""
+    plural = "s" if train_nodes != 1 else ""
+    if not server:
+        return f"{train_nodes} training node{plural} (vLLM colocated or off) = {train_nodes} node{plural}"
+    return f"{train_nodes} training node{plural} + 1 vLLM node = {train_nodes + 1} nodes"
+
+
 def render_train(recipe: str | None, overrides: list[str] | None = None, *, nodes: int = 1,
                  site: Site | None = None, accelerate: str | None = None, colocate: bool = False,
                  vllm_tp: int | None = None) -> str:
@@ -369,13 +380,14 @@ def render_train(recipe: str | None, overrides: list[str] | None = None, *, node
         args, log_dir = GENERIC_TRAIN_ARGS, '"${CONCISER_JOB_LOG_DIR:-logs}"'
     else:
         if nodes < 1:
-            raise ValueError(f"--nodes {nodes}: the number of training nodes must be >= 1")
+            raise UserError(f"--nodes {nodes}: the number of training nodes must be >= 1")
         info = launch_info(recipe, overrides, nodes=nodes, gpus_per_node=site.gpus_per_node, accelerate=accelerate,
                            vllm_layout="colocate" if colocate else "server")
         server = info["vllm_server"]
         total = nodes + (1 if server else 0)
         layout = "colocate" if colocate else ("auto" if server else "colocate")
         about = (f"# Rendered by `conciser slurm render` on {_dt.date.today().isoformat()} for {info['recipe']}\n"
+                 f"{LAYOUT}{node_layout(nodes, server)}\n"
                  f"# overrides: {' '.join(overrides) or '(none)'}; accelerate: {accelerate}\n"
                  f"# {total} node(s): {summary_line(info)}.\n"
                  f"# Submit: sbatch THIS_FILE [key=value ...]   (extra overrides are appended)")
@@ -390,6 +402,18 @@ def render_train(recipe: str | None, overrides: list[str] | None = None, *, node
         "VLLM_PORT": str(site.vllm_port), "HEALTH_TIMEOUT": str(site.vllm_health_timeout), "LOG_DIR": log_dir,
         "SETUP": _setup_block(site),
     })
+
+
+def check_benchmark_names(names: list[str]) -> None:
+    """Benchmark names the eval job will accept: bundled names, .jsonl files, hf:<id> (checked here, not
+    after hours of training)."""
+    from conciser.eval.benchmarks import known_benchmarks
+
+    known = known_benchmarks()
+    for name in names:
+        if name not in known and not name.endswith(".jsonl") and not name.startswith("hf:"):
+            raise UserError(f"eval.benchmarks: unknown benchmark {name!r}{did_you_mean(name, known)} (or a .jsonl "
+                            f"file, or hf:<dataset id>)")
 
 
 def render_eval(recipe: str | None, overrides: list[str] | None = None, *, site: Site | None = None,
@@ -409,7 +433,8 @@ def render_eval(recipe: str | None, overrides: list[str] | None = None, *, site:
         info = launch_info(recipe, overrides, nodes=1, gpus_per_node=site.gpus_per_node)
         names = benchmarks or info["eval_benchmarks"]
         if not names:
-            raise ValueError(f"{info['recipe']}: the eval block lists no benchmarks; set eval.benchmarks or pass --benchmarks")
+            raise UserError(f"{info['recipe']}: the eval block lists no benchmarks; set eval.benchmarks or pass --benchmarks")
+        check_benchmark_names(names)
         about = (f"# Rendered by `conciser slurm render --job eval` on {_dt.date.today().isoformat()} for "
                  f"{info['recipe']}\n# model: {model or info['output_dir']}; benchmarks: {' '.join(names)} "
                  f"(array tasks 0-{len(names) - 1}); n={n or info['eval_n']}")
@@ -457,7 +482,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _render(args: argparse.Namespace, job: str, site: Site) -> str:
     recipe = None if args.generic else args.recipe
     if recipe is None and not args.generic:
-        raise ValueError("give a RECIPE (or --generic for the recipe-less script)")
+        raise UserError("give a RECIPE (or --generic for the recipe-less script)")
     if job == "train":
         return render_train(recipe, args.overrides, nodes=args.nodes, site=site, accelerate=args.accelerate,
                             colocate=args.colocate, vllm_tp=args.vllm_tp)
@@ -470,17 +495,28 @@ def _sbatch(argv: list[str]) -> str:
     try:
         proc = subprocess.run(["sbatch", *argv], capture_output=True, text=True)
     except FileNotFoundError:
-        raise FileNotFoundError("sbatch not found: run `conciser slurm submit` on a Slurm login node, "
+        raise MissingInput("sbatch not found: run `conciser slurm submit` on a Slurm login node, "
                                 "or `conciser slurm render` and copy the script there") from None
     if proc.returncode:
-        raise ValueError(f"sbatch {' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        raise UserError(f"sbatch {' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc.stdout.strip().split(";")[0]   # --parsable: "jobid[;cluster]"
+
+
+def _announce(text: str, site: Site) -> None:
+    """On stderr: the node layout a --nodes N job really asks for, and a missing partition/account."""
+    layout = next((line[len(LAYOUT):] for line in text.splitlines() if line.startswith(LAYOUT)), None)
+    if layout:
+        print(f"conciser slurm: {layout}", file=sys.stderr)
+    if not (site.partition or site.account):
+        print("conciser slurm: warning: no site file gives a partition or account (--site SITE, see "
+              "slurm/site.example.yaml); the job goes to the cluster's defaults", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     if args.action == "render":
         text = _render(args, args.job, site)
+        _announce(text, site)
         if args.output:
             Path(args.output).write_text(text)
             Path(args.output).chmod(0o755)
@@ -489,16 +525,18 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         return 0
     if args.generic:
-        raise ValueError("submit needs a RECIPE (--generic is for render)")
+        raise UserError("submit needs a RECIPE (--generic is for render)")
     if args.recipe is None:
-        raise ValueError("give a RECIPE to submit")
+        raise UserError("give a RECIPE to submit")
     log_dir = _log_dir(site)
     log_dir.mkdir(parents=True, exist_ok=True)  # Slurm does not create the --output folder
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     jobs = [args.job] + (["eval"] if args.with_eval and args.job == "train" else [])
+    texts = {job: _render(args, job, site) for job in jobs}  # every job checked before any is submitted
     job_id = None
     for job in jobs:
-        text = _render(args, job, site)
+        text = texts[job]
+        _announce(text, site)
         name = next(line.split("=", 1)[1] for line in text.splitlines() if line.startswith("#SBATCH --job-name="))
         path = Path(args.output) if args.output and job == args.job else log_dir / f"{name}-{stamp}.sbatch"
         path.write_text(text)

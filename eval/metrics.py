@@ -11,6 +11,8 @@ together). Conventions (reference/ecosystem.md §4, methods-more.md §9):
   member was graded correct.
 * tokens: generated token ids per sample (EOS included when generated); mean, median, p90 (linear
   interpolation, numpy's default) over all / correct / incorrect samples.
+* lfvote@k (arXiv 2502.07266): the majority vote of the k samples' lowest-entropy length bins (voting.py).
+* length adherence (samples with a target_length): mean |L - T| / T and LongWriter's S_l (length_score).
 * AES (O1-Pruner): dL = (L_base - L)/L_base, dA = (A - A_base)/A_base;
   AES = alpha*dL + beta*|dA| if dA >= 0 else alpha*dL - gamma*|dA|. Defaults alpha=1, beta=3, gamma=5.
 """
@@ -82,53 +84,60 @@ def majority_at_k(
     """maj@k for each k: `groups` holds per problem the (extracted answer, correct) of its samples
     in sample order; `equivalent(pairs)` says for each (a, b) whether b is mathematically equal to a.
     One call of `equivalent` for all pairs of distinct answers of all problems (batched grading)."""
-    pairs: list[tuple[str, str]] = []
-    index: dict[tuple[str, str], int] = {}
-    for group in groups:
-        distinct = list(dict.fromkeys(a.strip() for a, _ in group if a is not None and a.strip()))
-        for i, a in enumerate(distinct):
-            for b in distinct[i + 1:]:
-                if (a, b) not in index:
-                    index[(a, b)] = len(pairs)
-                    pairs.append((a, b))
-    verdicts = equivalent(pairs) if pairs else []
+    from conciser.eval.voting import pair_verdicts, vote
 
-    def same(a: str, b: str) -> bool:
-        if a == b:
-            return True
-        key = (a, b) if (a, b) in index else (b, a)
-        return bool(verdicts[index[key]])
+    same = pair_verdicts([[a for a, _ in g] for g in groups], equivalent)
+    return {k: sum(vote([a for a, _ in g[:k]], [c for _, c in g[:k]], same) for g in groups) / len(groups)
+            if groups else 0.0 for k in ks}
 
-    out = {}
-    for k in ks:
-        hits = 0
-        for group in groups:
-            # Greedy clustering in sample order: join the first class whose representative is equal.
-            reps: list[str] = []
-            size: list[int] = []
-            first_correct: list[bool] = []
-            for answer, correct in group[:k]:
-                if answer is None or not answer.strip():
-                    continue
-                a = answer.strip()
-                for ci, rep in enumerate(reps):
-                    if same(rep, a):
-                        size[ci] += 1
-                        break
-                else:
-                    reps.append(a)
-                    size.append(1)
-                    first_correct.append(bool(correct))
-            if reps:
-                best = max(range(len(reps)), key=lambda ci: (size[ci], -ci))
-                hits += first_correct[best]
-        out[k] = hits / len(groups) if groups else 0.0
-    return out
+
+def length_score(tokens: int, target: int) -> float:
+    """LongWriter's length score S_l (arXiv 2408.07055, LongBench-Write), in [0, 100]: 100 at the
+    target, falling linearly in L/T above it (0 at 4x) and in T/L below it (0 at 1/3). The paper
+    states the two branches; the authors' evaluation/eval_length.py floors them at 0, as we do."""
+    if tokens > target:
+        return 100.0 * max(0.0, 1.0 - (tokens / target - 1.0) / 3.0)
+    if tokens <= 0:
+        return 0.0
+    return 100.0 * max(0.0, 1.0 - (target / tokens - 1.0) / 2.0)
+
+
+def _bucket(target: int, targets: set[int]) -> str:
+    if len(targets) <= 8:
+        return str(target)
+    lo = 1 << (target.bit_length() - 1)
+    return f"{lo}-{2 * lo - 1}"
+
+
+def length_adherence(samples: Sequence[dict]) -> dict:
+    """For samples with a `target_length`: the mean relative deviation |L - T| / T, the mean length
+    score S_l, and both per target (per power-of-two bucket when there are more than 8 targets)."""
+    rows = [s for s in samples if s.get("target_length")]
+    if not rows:
+        return {}
+    targets = {int(s["target_length"]) for s in rows}
+
+    def stats(sub: list[dict]) -> dict:
+        return {"n_samples": len(sub),
+                "mean_target": _r(sum(s["target_length"] for s in sub) / len(sub)),
+                "mean_tokens": _r(sum(s["tokens"] for s in sub) / len(sub)),
+                "accuracy": _r(sum(bool(s["correct"]) for s in sub) / len(sub)),
+                "length_deviation": _r(sum(abs(s["tokens"] - s["target_length"]) / s["target_length"] for s in sub) / len(sub)),
+                "length_score": _r(sum(length_score(s["tokens"], s["target_length"]) for s in sub) / len(sub))}
+
+    by: dict[str, list[dict]] = defaultdict(list)
+    for s in sorted(rows, key=lambda s: s["target_length"]):
+        by[_bucket(int(s["target_length"]), targets)].append(s)
+    overall = stats(rows)
+    return {"length_deviation": overall["length_deviation"], "length_score": overall["length_score"],
+            "length_by_target": {b: stats(sub) for b, sub in by.items()}}
 
 
 def summarize(samples: Sequence[dict], *, n: int, ks: Sequence[int],
-              equivalent: Callable[[list[tuple[str, str]]], list[bool]] | None = None) -> dict:
-    """The flat metric block of a summary from graded sample records (see run.py for the fields)."""
+              equivalent: Callable[[list[tuple[str, str]]], list[bool]] | None = None,
+              lfvote_bins: int = 4, lfvote_keep: int = 2) -> dict:
+    """The flat metric block of a summary from graded sample records (see run.py for the fields).
+    maj@k and lfvote@k for each k > 1 in `ks` when `equivalent` is given (one batched call)."""
     by_problem: dict[str, list[dict]] = defaultdict(list)
     for s in samples:
         by_problem[s["problem_id"]].append(s)
@@ -153,8 +162,14 @@ def summarize(samples: Sequence[dict], *, n: int, ks: Sequence[int],
         out[f"pass@{k}"] = _r(sum(pass_at_k(len(g), sum(s["correct"] for s in g), k) for g in groups) / n_problems) if n_problems else None
     maj_ks = [k for k in ks if k > 1]
     if maj_ks and equivalent is not None:
-        maj = majority_at_k([[(s.get("extracted"), s["correct"]) for s in g] for g in groups], maj_ks, equivalent)
-        out.update({f"maj@{k}": _r(v) for k, v in maj.items()})
+        from conciser.eval.voting import lfvote_at_k, pair_verdicts, vote
+
+        same = pair_verdicts([[s.get("extracted") for s in g] for g in groups], equivalent)
+        for k in maj_ks:
+            out[f"maj@{k}"] = _r(sum(vote([s.get("extracted") for s in g[:k]], [s["correct"] for s in g[:k]], same)
+                                     for g in groups) / n_problems)
+        out.update({f"lfvote@{k}": _r(v) for k, v in
+                    lfvote_at_k(groups, maj_ks, bins=lfvote_bins, keep=lfvote_keep, same=same).items()})
     out.update(token_stats(tokens))
     out.update(token_stats([s["tokens"] for s in samples if s["correct"]], "correct"))
     out.update(token_stats([s["tokens"] for s in samples if not s["correct"]], "incorrect"))
@@ -166,6 +181,7 @@ def summarize(samples: Sequence[dict], *, n: int, ks: Sequence[int],
     out["grading_timeouts"] = sum(bool(s.get("timed_out")) for s in samples)
     # Grader failures, not model failures (no answer, unclosed thinking and unparsable answers are the model's).
     out["grading_errors"] = sum(s.get("grade_error") in GRADER_FAILURES for s in samples)
+    out.update(length_adherence(samples))
     if any("probe_tokens" in s for s in samples):
         probe = [s.get("probe_tokens", 0) for s in samples]
         out["mean_probe_tokens"] = _r(sum(probe) / len(probe))

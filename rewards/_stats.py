@@ -37,3 +37,11 @@ def softmax(xs: Sequence[float]) -> list[float]:
 def as_tuple(obj: object, field: str) -> None:
     """Freeze a list-valued config field (YAML gives lists) into a tuple, in place."""
     object.__setattr__(obj, field, tuple(getattr(obj, field)))
+
+
+def sigmoid(x: float) -> float:
+    """The logistic function, without overflow for large |x|."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)

@@ -4,6 +4,10 @@ One entry per completion. Completions with the same ``problem_id`` form a group 
 of one prompt). Lengths are completion *tokens* (from completion ids, EOS included if emitted),
 never characters; a length above ``max_length`` is rejected because it almost always means
 characters were passed.
+
+The optional per-completion fields in ``TRAINER_FIELDS`` cost the trainer work (gathering texts
+across ranks, a forward pass for entropies), so it fills only those a reward declares in
+``LengthReward.needs()``; ``target_lengths`` comes from the data.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 _PER_COMPLETION = ("lengths", "correct", "truncated", "format_ok")
-_OPTIONAL = ("target_lengths", "texts", "token_ids")
+#: Optional fields the trainer fills on request (``LengthReward.needs()``).
+TRAINER_FIELDS = ("texts", "token_ids", "think_lengths", "answer_lengths", "think_entropies", "answer_entropies")
+_OPTIONAL = ("target_lengths", *TRAINER_FIELDS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +37,11 @@ class RolloutBatch:
         texts: optional decoded completions (LASER-DE's repetition filter, curriculum's tags).
         token_ids: optional completion token ids, ``len(token_ids[i]) == lengths[i]`` (LASER-DE's
             repetition filter runs on token ids in the authors' code; preferred over texts).
+        think_lengths / answer_lengths: optional tokens before and after the end of thinking
+            (``think_lengths[i]`` includes the closing tag; the split is at its last occurrence, as
+            the grader's; no tag: all thinking, answer 0); ``think + answer == lengths``.
+        think_entropies / answer_entropies: optional mean token entropy (nats) of the thinking and of
+            the answer part under the sampling policy (temperature included); None for an empty part.
     """
 
     problem_ids: Sequence[str]
@@ -43,6 +54,10 @@ class RolloutBatch:
     target_lengths: Sequence[int] | None = None
     texts: Sequence[str] | None = None
     token_ids: Sequence[Sequence[int]] | None = None
+    think_lengths: Sequence[int] | None = None
+    answer_lengths: Sequence[int] | None = None
+    think_entropies: Sequence[float | None] | None = None
+    answer_entropies: Sequence[float | None] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.problem_ids)
@@ -87,6 +102,21 @@ class RolloutBatch:
                     raise ValueError(f"RolloutBatch.token_ids[{i}] must be a list of {length} ids "
                                      f"(lengths[{i}])")
             _set(self, "token_ids", [list(ids) for ids in self.token_ids])
+        if (self.think_lengths is None) != (self.answer_lengths is None):
+            raise ValueError("RolloutBatch.think_lengths and answer_lengths come together; pass both or neither")
+        if self.think_lengths is not None:
+            think = [_int(f"think_lengths[{i}]", v, minimum=0) for i, v in enumerate(self.think_lengths)]
+            answer = [_int(f"answer_lengths[{i}]", v, minimum=0) for i, v in enumerate(self.answer_lengths)]
+            for i, (t, a, n) in enumerate(zip(think, answer, lengths)):
+                if t + a != n:
+                    raise ValueError(f"RolloutBatch.think_lengths[{i}] + answer_lengths[{i}] = {t + a}, "
+                                     f"but lengths[{i}] = {n}; the two parts must add up to the completion")
+            _set(self, "think_lengths", think)
+            _set(self, "answer_lengths", answer)
+        for name in ("think_entropies", "answer_entropies"):
+            values = getattr(self, name)
+            if values is not None:
+                _set(self, name, [_entropy(f"{name}[{i}]", v) for i, v in enumerate(values)])
 
     def __len__(self) -> int:
         return len(self.problem_ids)
@@ -113,8 +143,10 @@ class RolloutBatch:
         value = getattr(self, field)
         if value is None:
             hint = f" or {fix}" if fix else ""
+            declare = ("; a reward declares it in needs() so the trainer fills it"
+                       if field in TRAINER_FIELDS else "")
             raise ValueError(f"reward {reward!r} needs RolloutBatch.{field}; pass {field}=[...] "
-                             f"(one per completion){hint}")
+                             f"(one per completion){hint}{declare}")
         return value
 
 
@@ -129,6 +161,14 @@ def _int(name: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"RolloutBatch.{name}={value} must be >= {minimum}")
     return value
+
+
+def _entropy(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"RolloutBatch.{name} must be a number >= 0 or None, got {value!r}")
+    return float(value)
 
 
 def _bool(name: str, value: Any) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward
 from conciser.rewards.batch import RolloutBatch
 
 
@@ -29,6 +29,8 @@ class ConciseR(LengthReward):
     """ConciseR L-GRPO: length reward only inside all-correct groups."""
 
     name = "concise_r"
+    length_scopes = LENGTH_SCOPES
+    keep_all_correct = True  # stage 2 trains only on all-correct groups (methods-more §4)
 
     @dataclass(frozen=True)
     class Config:
@@ -44,9 +46,10 @@ class ConciseR(LengthReward):
     def reward(self, batch: RolloutBatch) -> list[float]:
         cap = self.config.max_length or batch.max_length
         right = batch.correct_formatted
+        lengths = self.scoped_lengths(batch)
         out = [float(ok) for ok in right]
         for idx in batch.groups().values():
             if all(right[i] for i in idx):
                 for i in idx:
-                    out[i] = 1.0 + self.config.beta * (cap - batch.lengths[i]) / cap
+                    out[i] = 1.0 + self.config.beta * (cap - lengths[i]) / cap
         return out

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward
 from conciser.rewards.batch import RolloutBatch
 
 
@@ -35,6 +35,7 @@ class Cosine(LengthReward):
     """Yeo et al. cosine reward: length-scaled correct/wrong rewards plus an exceed penalty."""
 
     name = "cosine"
+    length_scopes = LENGTH_SCOPES
 
     @dataclass(frozen=True)
     class Config:
@@ -59,8 +60,10 @@ class Cosine(LengthReward):
         c = self.config
         cap = c.max_length or batch.max_length
         out = []
-        for ok, n, cut in zip(batch.correct_formatted, batch.lengths, batch.truncated):
-            if cut or n + c.exceed_margin >= cap:
+        # the exceed check is about the generation cap, so it always looks at the whole completion
+        for ok, n, total, cut in zip(batch.correct_formatted, self.scoped_lengths(batch), batch.lengths,
+                                     batch.truncated):
+            if cut or total + c.exceed_margin >= cap:
                 out.append(float(c.exceed_penalty))
             elif ok:
                 out.append(cos_fn(n, cap, c.correct_at_max, c.correct_at_zero))

@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward
 from conciser.rewards.batch import RolloutBatch
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
@@ -58,6 +58,8 @@ class Curriculum(LengthReward):
     """Curriculum GRPO: correctness + triangular length term around a decaying budget + format."""
 
     name = "curriculum"
+    length_scopes = LENGTH_SCOPES
+    budget_kind = "step"
 
     @dataclass(frozen=True)
     class Config:
@@ -103,6 +105,9 @@ class Curriculum(LengthReward):
         value = math.floor(value + 0.5) if c.rounding == "nearest" else math.floor(value + 1e-9)
         return max(1, value)
 
+    def needs(self) -> frozenset[str]:
+        return super().needs() | ({"texts"} if self.config.format_weight else set())
+
     def budget_prompt(self, step: int) -> str:
         return self.config.prompt_template.format(budget=self.budget_at(step))
 
@@ -128,4 +133,4 @@ class Curriculum(LengthReward):
         return [c.correctness_weight * c.correct_reward * float(ok and f)
                 + c.length_weight * self.length_reward(n, budget)
                 + c.format_weight * self.format_reward(text)
-                for ok, f, n, text in zip(batch.correct, batch.format_ok, batch.lengths, texts)]
+                for ok, f, n, text in zip(batch.correct, batch.format_ok, self.scoped_lengths(batch), texts)]

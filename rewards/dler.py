@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conciser.rewards._stats import as_tuple
-from conciser.rewards.base import LengthReward
+from conciser.rewards._stats import as_tuple, mean
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward, check_targets
 from conciser.rewards.batch import RolloutBatch
 
 
@@ -46,6 +46,7 @@ class Dler(LengthReward):
     """DLER truncation reward: correctness if L <= L_T, else 0; x0.1 when cut off (code)."""
 
     name = "dler"
+    length_scopes = LENGTH_SCOPES
 
     @dataclass(frozen=True)
     class Config:
@@ -61,14 +62,24 @@ class Dler(LengthReward):
     def targets(self, batch: RolloutBatch) -> list[int]:
         return [self.config.target_length] * len(batch)
 
-    def sampling_scores(self, batch: RolloutBatch) -> list[float]:
-        """The unmodified score (before the stop-properly multiplier): what dynamic sampling uses."""
+    def check_cap(self, cap: int) -> None:
+        check_targets(self.name, {"target_length": self.config.target_length}, cap)
+
+    def scores(self, batch: RolloutBatch) -> list[float]:
+        """The unmodified score (before the truncation penalty and the stop-properly multiplier)."""
         return [self.config.correct_reward if c and f else 0.0
                 for c, f in zip(batch.correct, batch.format_ok)]
 
+    def sampling_scores(self, batch: RolloutBatch, rewards: list[float]) -> list[float]:
+        """Dynamic sampling filters on the unmodified score, as the code does."""
+        return self.scores(batch)
+
+    def metrics(self, batch: RolloutBatch) -> dict[str, float]:
+        return {"target_mean": mean(self.targets(batch))}
+
     def reward(self, batch: RolloutBatch) -> list[float]:
         out = []
-        for score, n, t, cut in zip(self.sampling_scores(batch), batch.lengths,
+        for score, n, t, cut in zip(self.scores(batch), self.scoped_lengths(batch),
                                     self.targets(batch), batch.truncated):
             if n > t:
                 score = 0.0
@@ -103,6 +114,9 @@ class DlerDA(Dler):
             if any(n < 1 for n in ls):
                 raise ValueError(f"dler_da.truncation_lengths={list(ls)} must be >= 1 token")
             _check_coef("dler_da", self.stop_penalty_coef)
+
+    def check_cap(self, cap: int) -> None:
+        check_targets(self.name, {"truncation_lengths": max(self.config.truncation_lengths)}, cap)
 
     def targets(self, batch: RolloutBatch) -> list[int]:
         """Each completion's truncation length: level = number of thresholds p reaches."""

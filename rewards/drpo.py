@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from conciser.rewards._stats import softmax
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward
 from conciser.rewards.batch import RolloutBatch
 
 
@@ -42,6 +42,8 @@ class Drpo(LengthReward):
     """DRPO ingredients: binary reward, positive length weights, negative LSE weights."""
 
     name = "drpo"
+    length_scopes = LENGTH_SCOPES
+    preferred_estimator = "drpo"  # its length weights feed DRPO's decoupled objective
 
     @dataclass(frozen=True)
     class Config:
@@ -69,7 +71,7 @@ class Drpo(LengthReward):
     def length_rewards(self, batch: RolloutBatch) -> list[float]:
         cap = self.config.max_length or batch.max_length
         out = []
-        for n in batch.lengths:
+        for n in self.scoped_lengths(batch):
             x = n / cap
             if self.config.length_reward == "linear":
                 out.append(1.0 - x)

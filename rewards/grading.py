@@ -19,17 +19,24 @@ Why a process pool with deadlines: math-verify bounds its own work with ``signal
 only works on the main thread of the main interpreter (TRL reward threads, async workers and Ray
 actors get "signal only works in main thread"), and a sympy computation can run for hours
 (``2^{2^{2^{...}}}``). So parsing and verification run in a small persistent pool of worker
-processes with math-verify's timeouts disabled; each item gets its own wall-clock deadline, and a
-worker that overruns it is killed and replaced. A timeout is graded incorrect and reported
-(``timed_out=True``), never hangs the caller. ``grade`` goes through the same pool, so a single
-call and a batch give identical verdicts. The pool starts on first use (not at import), is shared
-by all calls in the process and is shut down at exit.
+processes with math-verify's timeouts disabled (`conciser.rewards.workers`); each item gets its own
+wall-clock deadline, and a worker that overruns it is killed and replaced. Items stream to the
+workers (no batch waits for a block's slowest item while work is left; items queued behind one
+running past half its deadline move to other workers), and a spare worker is kept started and warm,
+so a kill costs no slot. A timeout is graded incorrect and reported (``timed_out=True``), never hangs
+the caller. ``grade`` goes through
+the same pool, so a single call and a batch give identical verdicts. The pool starts on first use (not at import), is
+shared by all calls in the process and is shut down at exit.
 
-Caching: identical (gold, answer) pairs are common (a GRPO group often repeats the same answer),
-so each batch is de-duplicated, definite verdicts are kept in an LRU cache, and an answer that
-equals the gold string (whitespace-normalised) is correct without asking math-verify at all; a
-batch made only of such pairs never touches the pool. Timeouts are not cached: they can come from
-a loaded machine rather than from the input.
+Work not done twice, nor at all where the verdict is certain: identical (gold, answer) pairs are
+common (a GRPO group often repeats the same answer), so each batch is de-duplicated and definite
+verdicts are kept in an LRU cache keyed on (gold, extracted answer). Three shortcuts answer without
+the pool, each giving exactly math-verify's verdict (`conciser.rewards.shortcuts`, tested against
+math-verify): an answer equal to the gold string (whitespace-normalised) is correct; two plain
+numbers are compared by value under math-verify's rules; and an answer math-verify cannot finish
+comparing with a gold of ordinary size (``9^{9^{9^{9}}}``, ``(10^{6})!``) is incorrect and timed out at
+once, as the deadline would have made it. A batch made only of such pairs never touches the pool. Timeouts
+from the deadline are not cached: they can come from a loaded machine rather than from the input.
 
 The toy task's answers are single digits, graded by exact match (``grade_toy``, no sympy, no pool).
 ``GRADERS`` / ``get_grader(name)`` pick a batch grader by the name recipes use.
@@ -41,18 +48,16 @@ import atexit
 import logging
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-import traceback
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
-from multiprocessing.connection import Connection, wait
 from typing import Callable, Sequence
+
+from conciser.rewards.shortcuts import hopeless, numeric_verdict
+from conciser.rewards.workers import DeadlinePool, serve
+
+from conciser.rewards.lenient import lenient_answer
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +73,6 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 DEFAULT_TIMEOUT = 5.0
 _MAX_DEFAULT_WORKERS = 8
 _CACHE_SIZE = 200_000
-# A worker must import sympy and math-verify before it can take work; on a loaded machine that can
-# take a while, but a worker that never reports ready means a broken environment, not slowness.
-_STARTUP_TIMEOUT = 180.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,25 +134,37 @@ def _last_box(text: str) -> str | None:
     return last
 
 
-def _extract(completion: str) -> tuple[str | None, str | None]:
+EXTRACTIONS = ("boxed", "lenient")   # how an answer is read: see extract_answer
+
+
+def _check_extraction(extraction: str) -> None:
+    if extraction not in EXTRACTIONS:
+        raise ValueError(f"unknown extraction {extraction!r}; valid: {', '.join(EXTRACTIONS)}")
+
+
+def _extract(completion: str, extraction: str = "boxed") -> tuple[str | None, str | None]:
     """(answer, error): the answer as `extract_answer` defines it, or None and the reason."""
+    _check_extraction(extraction)
     if THINK_CLOSE in completion:
         completion = completion.rsplit(THINK_CLOSE, 1)[1]
     elif THINK_OPEN in completion:
         return None, UNCLOSED_THINK
     answer = _last_box(completion)
+    if answer is None and extraction == "lenient" and _BOX_RE.search(completion) is None:
+        answer = lenient_answer(completion, DEFAULT_TIMEOUT)   # no box at all (a cut-off box is no answer)
     if answer is None or not answer.strip():
         return None, NO_ANSWER
     return answer.strip(), None
 
 
-def extract_answer(completion: str) -> str | None:
+def extract_answer(completion: str, extraction: str = "boxed") -> str | None:
     """The content of the last ``\\boxed{}`` / ``\\fbox{}`` after the end of thinking.
 
     Nested braces are handled (``\\boxed{\\frac{1}{2}}`` -> ``\\frac{1}{2}``). Returns None when there
     is no (non-empty, closed) box, or when ``<think>`` is opened and never closed.
+    ``extraction="lenient"``: with no box after thinking, what math-verify reads there (rewards/lenient.py).
     """
-    return _extract(completion)[0]
+    return _extract(completion, extraction)[0]
 
 
 # ---------------------------------------------------------------- math-verify (runs in workers)
@@ -164,6 +178,14 @@ def _normalize(s: str) -> str:
     return " ".join(s.split())
 
 
+def _math_text(s: str) -> str | None:
+    """The math math-verify will read from the answer ``s`` once boxed (see `_latex_input`), or None
+    when ``s`` holds a box of its own (then math-verify reads that box)."""
+    if _BOX_RE.search(s):
+        return None
+    return _undecorate(_UNESCAPED_DOLLAR.sub("", s))
+
+
 def _latex_input(s: str) -> str:
     """Text math-verify will read the answer ``s`` from.
 
@@ -173,9 +195,8 @@ def _latex_input(s: str) -> str:
     them) would otherwise end the math environment early. Text that is already boxed is left as
     it is: math-verify takes its last box.
     """
-    if _BOX_RE.search(s):
-        return s
-    return "\\boxed{" + _undecorate(_UNESCAPED_DOLLAR.sub("", s)) + "}"
+    math = _math_text(s)
+    return s if math is None else "\\boxed{" + math + "}"
 
 
 _BOLD_RE = re.compile(r"\\(?:textbf|mathbf|boldsymbol)\s*\{")
@@ -219,184 +240,34 @@ def _judge(gold: str, answer: str) -> tuple[bool, str | None]:
     return bool(verify(list(gold_parsed), list(answer_parsed), timeout_seconds=None)), None
 
 
-def _worker_entry(fd: int) -> None:
-    _worker_main(Connection(fd))
+def _judge_task(gold: str, answer: str) -> tuple[bool, str | None]:
+    """A pool worker's task: `_judge`, with a bug elsewhere graded as a parse error (logged)."""
+    try:
+        return _judge(gold, answer)
+    except Exception:  # math-verify swallows its own errors; this is a bug elsewhere
+        logger.exception("grading %r against %r", answer, gold)
+        return False, PARSE_ERROR
 
 
-def _worker_main(conn: Connection) -> None:
-    """A pool worker: receives chunks of (index, gold, answer), sends back (index, correct, error)."""
-    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        # The once-per-process "timeout is disabled" warning is expected here: we enforce deadlines.
-        logging.getLogger("math_verify").setLevel(logging.ERROR)
-        # Warm up (imports, regex compilation, the LaTeX parser) so the first real item's deadline
-        # is not spent on one-off start-up work.
-        _judge("1", "1")
-    except BaseException:
-        conn.send(("fatal", traceback.format_exc()))
-        return
-    try:
-        conn.send(("ready",))
-        while (chunk := conn.recv()) is not None:
-            for index, gold, answer in chunk:
-                try:
-                    correct, error = _judge(gold, answer)
-                except Exception:  # math-verify swallows its own errors; this is a bug elsewhere
-                    logger.exception("grading %r against %r", answer, gold)
-                    correct, error = False, PARSE_ERROR
-                conn.send((index, correct, error))
-    except (EOFError, OSError):
-        return  # the parent is gone
+# Typical answers: a new worker (a replacement, a spare) meets its first items with warm caches.
+_WARM_UP = [("1", "1"), ("\\frac{1}{2}", "0.5"), ("x=3", "3"), ("(1,2]", "[1, 2)"), ("2\\sqrt{5}", "\\sqrt{20}")]
+
+
+def _warm_up() -> None:
+    # The once-per-process "timeout is disabled" warning is expected here: we enforce deadlines.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    for gold, answer in _WARM_UP:  # imports, regex compilation, the LaTeX parser
+        _judge(gold, answer)
+
+
+def _worker_main(conn) -> None:
+    """A pool worker (started by `workers.spawn`): answers (gold, answer) tasks with `_judge_task`."""
+    serve(conn, _judge_task, warm_up=_warm_up)
 
 
 # ---------------------------------------------------------------- the worker pool
 
-class _Worker:
-    __slots__ = ("proc", "conn", "ready", "spawned_at", "inflight", "item_started")
-
-    def __init__(self, proc: subprocess.Popen, conn: Connection):
-        self.proc = proc
-        self.conn = conn
-        self.ready = False
-        self.spawned_at = time.monotonic()
-        self.inflight: deque[int] = deque()  # task indices sent, in the order the worker runs them
-        self.item_started = 0.0               # when the worker started inflight[0] (as we saw it)
-
-
-class _Pool:
-    """Persistent worker processes, each with its own pipe, so one hung item can be killed alone.
-
-    ``concurrent.futures.ProcessPoolExecutor`` cannot do that: killing one of its workers breaks
-    the whole executor. Workers are fresh interpreters (never forks: the training process has many
-    threads, torch and vLLM among them, and forking a threaded process can deadlock the child),
-    started with ``python -c`` rather than multiprocessing's "spawn", which re-runs the caller's
-    main script in every worker and fails outright in scripts without an ``if __name__ ==
-    "__main__"`` guard.
-    """
-
-    def __init__(self, size: int):
-        self.pid = os.getpid()
-        self.workers: list[_Worker] = [self._spawn() for _ in range(size)]
-
-    @staticmethod
-    def _spawn() -> _Worker:
-        ours, theirs = socket.socketpair()
-        fd = theirs.detach()
-        # The worker imports this module the way the caller did: same interpreter, same sys.path.
-        boot = (f"import sys; sys.path[:] = {sys.path!r}; "
-                f"from conciser.rewards.grading import _worker_entry; _worker_entry({fd})")
-        try:
-            proc = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(fd,),
-                                    stdin=subprocess.DEVNULL)
-        finally:
-            os.close(fd)  # only the worker holds its end, so its death shows up as EOF on ours
-        return _Worker(proc, Connection(ours.detach()))
-
-    @staticmethod
-    def _stop(workers: list[_Worker]) -> None:
-        # Workers hold no state worth a graceful exit, and a hung one would never see a polite
-        # request anyway.
-        for w in workers:
-            w.proc.kill()
-        for w in workers:
-            w.proc.wait()
-            w.conn.close()
-
-    def resize(self, size: int) -> None:
-        while len(self.workers) < size:
-            self.workers.append(self._spawn())
-        if len(self.workers) > size:
-            self._stop(self.workers[size:])
-            del self.workers[size:]
-
-    def close(self) -> None:
-        self._stop(self.workers)
-        self.workers = []
-
-    def _replace(self, worker: _Worker) -> None:
-        self._stop([worker])
-        self.workers[self.workers.index(worker)] = self._spawn()
-
-    def run(self, tasks: Sequence[tuple[str, str]], timeout: float,
-            on_done: Callable[[int], None] | None = None) -> list[tuple[bool, str | None, bool]]:
-        """(correct, error, timed_out) per task; each task gets ``timeout`` seconds of a worker."""
-        results: list[tuple[bool, str | None, bool] | None] = [None] * len(tasks)
-        pending = deque(range(len(tasks)))
-        remaining = len(tasks)
-        failed_starts = 0
-
-        def finish(worker: _Worker, result: tuple[bool, str | None, bool]) -> None:
-            nonlocal remaining
-            results[worker.inflight.popleft()] = result
-            worker.item_started = time.monotonic()
-            remaining -= 1
-            if on_done is not None:
-                on_done(1)
-
-        def lose(worker: _Worker, result: tuple[bool, str | None, bool] | None) -> None:
-            # The worker is killed or dead: its current item gets `result`, the rest go back.
-            if worker.inflight and result is not None:
-                finish(worker, result)
-            pending.extendleft(reversed(worker.inflight))
-            worker.inflight.clear()
-            self._replace(worker)
-
-        while remaining:
-            # Several items per message keeps a worker busy while the parent handles its results;
-            # small chunks keep the load balanced and what a kill sends back to the queue short.
-            chunk = max(1, min(16, len(pending) // (4 * len(self.workers))))
-            for w in list(self.workers):
-                if w.ready and not w.inflight and pending:
-                    w.inflight.extend(pending.popleft() for _ in range(min(chunk, len(pending))))
-                    try:
-                        w.conn.send([(i, *tasks[i]) for i in w.inflight])
-                    except OSError:  # died while idle: nothing of this chunk ran
-                        lose(w, None)
-                        continue
-                    w.item_started = time.monotonic()
-
-            now = time.monotonic()
-            busy = [w for w in self.workers if w.inflight]
-            if busy:
-                wait_s = min(w.item_started + timeout for w in busy) - now
-            else:  # waiting for workers to start
-                wait_s = min((w.spawned_at + _STARTUP_TIMEOUT for w in self.workers if not w.ready),
-                             default=0.0) - now
-            for conn in wait([w.conn for w in self.workers], timeout=max(0.0, wait_s)):
-                w = next(w for w in self.workers if w.conn is conn)
-                try:
-                    while w.conn.poll():
-                        msg = w.conn.recv()
-                        if msg[0] == "ready":
-                            w.ready = True
-                            failed_starts = 0
-                        elif msg[0] == "fatal":
-                            raise RuntimeError(f"a grading worker failed to start:\n{msg[1]}")
-                        else:
-                            index, correct, error = msg
-                            assert w.inflight and w.inflight[0] == index, "worker out of order"
-                            finish(w, (correct, error, False))
-                except (EOFError, OSError):
-                    if not w.ready:
-                        failed_starts += 1
-                        if failed_starts > 3 * len(self.workers):
-                            raise RuntimeError("grading workers keep dying at start-up; their "
-                                               "traceback is on stderr above")
-                    lose(w, (False, WORKER_CRASHED, False))
-
-            now = time.monotonic()
-            for w in list(self.workers):
-                if w.inflight and now - w.item_started >= timeout:
-                    lose(w, (False, TIMEOUT, True))
-                elif not w.ready and now - w.spawned_at >= _STARTUP_TIMEOUT:
-                    raise RuntimeError(
-                        f"a grading worker did not start within {_STARTUP_TIMEOUT:.0f} s "
-                        "(importing sympy and math-verify); is the machine overloaded?")
-        return results  # type: ignore[return-value]
-
-
-_POOL: _Pool | None = None
+_POOL: DeadlinePool | None = None
 _CACHE: OrderedDict[tuple[str, str], tuple[bool, str | None]] = OrderedDict()
 _LOCK = threading.Lock()
 
@@ -414,16 +285,16 @@ def _register_shutdown() -> None:
     atexit.register(shutdown)  # once per process, however often the pool is rebuilt
 
 
-def _get_pool(workers: int | None, n_tasks: int) -> _Pool:
+def _get_pool(workers: int | None, n_tasks: int) -> DeadlinePool:
     """The shared pool: sized `workers` if given, else grown (never shrunk) to what the batch needs."""
     global _POOL
     if _POOL is None:
         size = workers if workers is not None else min(_default_workers(), n_tasks)
-        _POOL = _Pool(size)
+        _POOL = DeadlinePool("conciser.rewards.grading:_worker_main", size)
         _register_shutdown()
     elif workers is not None:
         _POOL.resize(workers)
-    elif len(_POOL.workers) < min(_default_workers(), n_tasks):
+    elif _POOL.size < min(_default_workers(), n_tasks):
         _POOL.resize(min(_default_workers(), n_tasks))
     return _POOL
 
@@ -439,6 +310,13 @@ def shutdown() -> None:
     """Stop the grading workers (done at exit; a later call starts a fresh pool)."""
     with _LOCK:
         _discard_pool()
+
+
+def start(workers: int | None = None) -> None:
+    """Start the grading workers now and wait until they are ready (a trainer or a bench can call
+    this before its first batch, so that the first batch does not pay the start-up)."""
+    with _LOCK:
+        _get_pool(workers, workers or _default_workers()).start()
 
 
 def clear_cache() -> None:
@@ -461,19 +339,34 @@ if hasattr(os, "register_at_fork"):
 
 # ---------------------------------------------------------------- public graders
 
+def _shortcut(gold: str, answer: str) -> tuple[bool, str | None, bool] | None:
+    """(correct, error, timed_out) without the pool when it is certain to be math-verify's, else None:
+    the gold string itself, plain numbers, hopeless answers (see `conciser.rewards.shortcuts`)."""
+    if gold == answer and gold:
+        return True, None, False
+    g, a = _math_text(gold), _math_text(answer)
+    if g is None or a is None:
+        return None
+    if (correct := numeric_verdict(g, a)) is not None:
+        return correct, None, False
+    if hopeless(g, a):
+        return False, TIMEOUT, True  # as the deadline would have, without spending it
+    return None
+
+
 def _check_timeout(timeout: float) -> None:
     if not timeout or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
 
 def grade_batch(*, golds: list[str], completions: list[str], timeout: float = DEFAULT_TIMEOUT,
-                workers: int | None = None, progress: bool = False) -> list[Grade]:
+                workers: int | None = None, progress: bool = False, extraction: str = "boxed") -> list[Grade]:
     """Grade ``completions[i]`` against ``golds[i]`` with math-verify; one Grade per item, in order.
 
     Each distinct (gold, answer) pair gets at most ``timeout`` seconds of a worker process; one that
     runs over is graded incorrect with ``timed_out=True`` and its worker is replaced. ``workers``
     sets the size of the shared pool (default: up to 8, at most the CPUs available, grown on demand).
-    Verdicts are identical to calling :func:`grade` on each item.
+    Verdicts are identical to calling :func:`grade` on each item. ``extraction``: see :func:`extract_answer`.
     """
     if len(golds) != len(completions):
         raise ValueError(f"golds and completions differ in length: {len(golds)} vs {len(completions)}")
@@ -485,7 +378,7 @@ def grade_batch(*, golds: list[str], completions: list[str], timeout: float = DE
     todo: dict[tuple[str, str], list[int]] = {}  # distinct pair -> the items that share it
     answers: list[str | None] = []
     for i, (gold, completion) in enumerate(zip(golds, completions)):
-        answer, error = _extract(completion)
+        answer, error = _extract(completion, extraction)
         answers.append(answer)
         if answer is None:
             grades[i] = Grade(correct=False, extracted=None, error=error)
@@ -502,8 +395,8 @@ def grade_batch(*, golds: list[str], completions: list[str], timeout: float = DE
             if key in _CACHE:
                 _CACHE.move_to_end(key)
                 fill(key, *_CACHE[key])
-            elif key[0] == key[1] and key[0]:
-                fill(key, True, None)  # the gold string itself: correct without asking sympy
+            elif (verdict := _shortcut(*key)) is not None:
+                fill(key, *verdict)
             else:
                 unknown.append(key)
         if unknown:
@@ -514,7 +407,9 @@ def grade_batch(*, golds: list[str], completions: list[str], timeout: float = DE
                 bar = tqdm(total=len(unknown), desc="grading", unit="answer")
             try:
                 pool = _get_pool(workers, len(unknown))
-                results = pool.run(unknown, timeout, on_done=bar.update if bar else None)
+                # Grouped by gold: each worker caches the golds it has parsed.
+                results = pool.run(unknown, timeout, group=lambda key: key[0],
+                                   on_done=bar.update if bar else None)
             except BaseException:
                 # Interrupted (Ctrl-C) or broken mid-run: workers may still hold items from this
                 # call, so the pool cannot be reused; the next call starts a fresh one.
@@ -523,39 +418,43 @@ def grade_batch(*, golds: list[str], completions: list[str], timeout: float = DE
             finally:
                 if bar is not None:
                     bar.close()
-            for key, (correct, error, timed_out) in zip(unknown, results):
-                fill(key, correct, error, timed_out)
-                if not timed_out and error != WORKER_CRASHED:
-                    _CACHE[key] = (correct, error)
+            for key, r in zip(unknown, results):
+                if r.timed_out:
+                    fill(key, False, TIMEOUT, True)
+                elif r.crashed:
+                    fill(key, False, WORKER_CRASHED)
+                else:
+                    fill(key, *r.value)
+                    _CACHE[key] = r.value
             while len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
     return grades  # type: ignore[return-value]
 
 
-def grade(*, gold: str, completion: str, timeout: float = DEFAULT_TIMEOUT) -> Grade:
+def grade(*, gold: str, completion: str, timeout: float = DEFAULT_TIMEOUT, extraction: str = "boxed") -> Grade:
     """Grade one completion against its gold answer (gold first; see the module docstring).
 
     Runs in the shared worker pool under a ``timeout``-second deadline, exactly as
     :func:`grade_batch` does, so it is safe from any thread.
     """
-    return grade_batch(golds=[gold], completions=[completion], timeout=timeout)[0]
+    return grade_batch(golds=[gold], completions=[completion], timeout=timeout, extraction=extraction)[0]
 
 
-def grade_toy(*, gold: str, completion: str) -> Grade:
+def grade_toy(*, gold: str, completion: str, extraction: str = "boxed") -> Grade:
     """The toy task's grader: exact match of the boxed digit after thinking (no sympy, no pool)."""
-    answer, error = _extract(completion)
+    answer, error = _extract(completion, extraction)
     if answer is None:
         return Grade(correct=False, extracted=None, error=error)
     return Grade(correct=answer == gold.strip(), extracted=answer)
 
 
 def grade_toy_batch(*, golds: list[str], completions: list[str], timeout: float = DEFAULT_TIMEOUT,
-                    workers: int | None = None, progress: bool = False) -> list[Grade]:
+                    workers: int | None = None, progress: bool = False, extraction: str = "boxed") -> list[Grade]:
     """:func:`grade_toy` per item. ``timeout``, ``workers`` and ``progress`` are accepted and unused,
     so that every grader in ``GRADERS`` can be called the same way."""
     if len(golds) != len(completions):
         raise ValueError(f"golds and completions differ in length: {len(golds)} vs {len(completions)}")
-    return [grade_toy(gold=g, completion=c) for g, c in zip(golds, completions)]
+    return [grade_toy(gold=g, completion=c, extraction=extraction) for g, c in zip(golds, completions)]
 
 
 GRADERS: dict[str, Callable[..., list[Grade]]] = {
@@ -571,7 +470,28 @@ def get_grader(name: str) -> Callable[..., list[Grade]]:
     return GRADERS[name]
 
 
+def _balanced(s: str) -> bool:
+    """Every unescaped ``{`` closed, in order (``\\frac{1}{`` is not)."""
+    depth = 0
+    for i, ch in enumerate(s):
+        if ch in "{}" and (i == 0 or s[i - 1] != "\\"):
+            depth += 1 if ch == "{" else -1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def unparseable_golds(golds: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, workers: int | None = None) -> list[int]:
+    """Indices of the golds the grader cannot parse: blank, with unbalanced braces (math-verify would fall back
+    to comparing the broken text as a string), or ``GOLD_PARSE_ERROR``. Every answer to them would be graded
+    wrong. Each is graded against "0"; the verdict path parses the gold first."""
+    golds = [str(g) for g in golds]
+    grades = grade_batch(golds=golds, completions=["\\boxed{0}"] * len(golds), timeout=timeout, workers=workers)
+    return [i for i, (g, r) in enumerate(zip(golds, grades))
+            if not g.strip() or not _balanced(g) or r.error == GOLD_PARSE_ERROR]
+
+
 __all__ = [
-    "GRADERS", "Grade", "extract_answer", "get_grader", "grade", "grade_batch", "grade_toy",
-    "grade_toy_batch", "shutdown", "clear_cache",
+    "EXTRACTIONS", "GRADERS", "Grade", "extract_answer", "get_grader", "grade", "grade_batch", "grade_toy",
+    "grade_toy_batch", "shutdown", "clear_cache", "unparseable_golds",
 ]

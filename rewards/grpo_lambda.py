@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from conciser.rewards._stats import mean, std
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward
 from conciser.rewards.batch import RolloutBatch
 
 
@@ -38,6 +38,7 @@ class GrpoLambda(LengthReward):
     """GRPO-lambda: length penalty only in the top-lambda groups ranked by correctness ratio."""
 
     name = "grpo_lambda"
+    length_scopes = LENGTH_SCOPES
 
     @dataclass(frozen=True)
     class Config:
@@ -72,14 +73,15 @@ class GrpoLambda(LengthReward):
         right = batch.correct_formatted
         out = [float(ok) for ok in right]
         groups = batch.groups()
+        lengths = self.scoped_lengths(batch)
         for pid in self.efficiency_groups(batch):
-            good = [batch.lengths[i] for i in groups[pid] if right[i]]
+            good = [lengths[i] for i in groups[pid] if right[i]]
             if not good:
                 continue
             mu, s = mean(good), std(good, ddof=1)
             s = s if s > 0 else self.config.std_eps
             for i in groups[pid]:
                 if right[i]:
-                    z = (batch.lengths[i] - mu) / s
+                    z = (lengths[i] - mu) / s
                     out[i] = 1.0 - self.config.alpha / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
         return out

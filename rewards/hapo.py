@@ -36,7 +36,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from conciser.rewards.base import LengthReward
+from conciser.rewards._stats import mean
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward
 from conciser.rewards.batch import RolloutBatch
 
 
@@ -44,6 +45,7 @@ class Hapo(LengthReward):
     """HAPO: cosine/linear length term against each problem's best correct length so far."""
 
     name = "hapo"
+    length_scopes = LENGTH_SCOPES
     stateful = True
 
     @dataclass(frozen=True)
@@ -77,6 +79,14 @@ class Hapo(LengthReward):
         entry = self._history.get(problem_id)
         return entry[0] if entry and entry[0] > 0 else None
 
+    def metrics(self, batch: RolloutBatch) -> dict[str, float]:
+        ids = set(batch.problem_ids)
+        known = [h for h in (self.history_of(pid) for pid in ids) if h is not None]
+        out = {"history_known_frac": len(known) / len(ids)}
+        if known:
+            out["history_mean"] = mean(known)
+        return out
+
     def length_term(self, length: int, correct: bool, h: float | None) -> float:
         """r_len before the weight."""
         if h is None:
@@ -93,11 +103,12 @@ class Hapo(LengthReward):
 
     def reward(self, batch: RolloutBatch) -> list[float]:
         return [float(c) + self.config.weight * self.length_term(n, c, self.history_of(pid))
-                for pid, n, c in zip(batch.problem_ids, batch.lengths, batch.correct)]
+                for pid, n, c in zip(batch.problem_ids, self.scoped_lengths(batch), batch.correct)]
 
     def observe(self, batch: RolloutBatch) -> None:
+        lengths = self.scoped_lengths(batch)
         for pid, idx in batch.groups().items():
-            right = [batch.lengths[i] for i in idx if batch.correct[i]]
+            right = [lengths[i] for i in idx if batch.correct[i]]
             if not right:
                 continue
             h, count = self._history.get(pid, [None, 0])

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward
 from conciser.rewards.batch import RolloutBatch
 
 
@@ -29,6 +29,7 @@ class Kimi(LengthReward):
     """Kimi k1.5: per-group min-max length reward, full for correct, non-positive for wrong."""
 
     name = "kimi"
+    length_scopes = LENGTH_SCOPES
 
     @dataclass(frozen=True)
     class Config:
@@ -45,13 +46,14 @@ class Kimi(LengthReward):
     def length_rewards(self, batch: RolloutBatch) -> list[float]:
         right = batch.correct_formatted
         out = [0.0] * len(batch)
+        scoped = self.scoped_lengths(batch)
         for idx in batch.groups().values():
-            lengths = [batch.lengths[i] for i in idx]
+            lengths = [scoped[i] for i in idx]
             lo, hi = min(lengths), max(lengths)
             if hi == lo:
                 continue
             for i in idx:
-                lam = 0.5 - (batch.lengths[i] - lo) / (hi - lo)
+                lam = 0.5 - (scoped[i] - lo) / (hi - lo)
                 out[i] = lam if right[i] else min(0.0, lam)
         return out
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward
 from conciser.rewards.batch import RolloutBatch
 
 
@@ -32,6 +32,7 @@ class L1Exact(LengthReward):
     """L1-Exact: correctness minus alpha per token of deviation from the prompt's budget."""
 
     name = "l1_exact"
+    length_scopes = LENGTH_SCOPES
     # what the trainer appends to a prompt whose budget it draws (data.target_lengths), as in L1's data
     target_prompt = "Think for {n} tokens."
 
@@ -48,13 +49,14 @@ class L1Exact(LengthReward):
         gold = batch.require("target_lengths", self.name)
         c = self.config
         return [c.correct_reward * ok - c.alpha * abs(g - n)
-                for ok, g, n in zip(batch.correct_formatted, gold, batch.lengths)]
+                for ok, g, n in zip(batch.correct_formatted, gold, self.scoped_lengths(batch))]
 
 
 class L1Max(LengthReward):
     """L1-Max: correctness times a clipped linear score that falls past the budget."""
 
     name = "l1_max"
+    length_scopes = LENGTH_SCOPES
     target_prompt = "Think for maximum {n} tokens."
 
     @dataclass(frozen=True)
@@ -75,4 +77,4 @@ class L1Max(LengthReward):
         c = self.config
         k = c.alpha / 2 if c.slope == "code" else c.alpha
         return [float(ok) * min(1.0, max(0.0, k * (g - n) + c.delta))
-                for ok, g, n in zip(batch.correct_formatted, gold, batch.lengths)]
+                for ok, g, n in zip(batch.correct_formatted, gold, self.scoped_lengths(batch))]

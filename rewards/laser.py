@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward, check_targets
 from conciser.rewards.batch import RolloutBatch
 
 MODES = ("reward", "penalty", "hybrid")
@@ -63,6 +63,7 @@ class Laser(LengthReward):
     """LASER: +alpha step bonus for correct answers within a fixed target length L_T."""
 
     name = "laser"
+    length_scopes = LENGTH_SCOPES
 
     @dataclass(frozen=True)
     class Config:
@@ -78,8 +79,12 @@ class Laser(LengthReward):
                 raise ValueError(f"laser.target_length={self.target_length} must be >= 1 token")
             check_laser_fields("laser", self.alpha, self.mode)
 
+    def check_cap(self, cap: int) -> None:
+        if self.config.alpha:  # without a bonus the target plays no part (plain GRPO: toy/grpo)
+            check_targets(self.name, {"target_length": self.config.target_length}, cap)
+
     def reward(self, batch: RolloutBatch) -> list[float]:
         c = self.config
         base = base_scores(batch, c.correct_reward, c.wrong_reward, c.format_reward)
         return [float(b + step_bonus(c.mode, c.alpha, length, c.target_length) if ok else b)
-                for b, ok, length in zip(base, batch.solved, batch.lengths)]
+                for b, ok, length in zip(base, batch.solved, self.scoped_lengths(batch))]

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar, Hashable, Literal, Sequence
 
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward, check_targets
 from conciser.rewards.batch import RolloutBatch
 from conciser.rewards.laser import base_scores, check_laser_fields, step_bonus
 
@@ -126,6 +126,7 @@ class LaserD(LengthReward):
     """LASER-D: step bonus with per-difficulty targets L_A(d) from coverage statistics."""
 
     name = "laser_d"
+    length_scopes = LENGTH_SCOPES
     stateful = True
 
     @dataclass(frozen=True)
@@ -171,11 +172,11 @@ class LaserD(LengthReward):
         base = base_scores(batch, c.correct_reward, c.wrong_reward, c.format_reward)
         targets = self.targets(batch)
         return [float(b + step_bonus(c.mode, c.alpha, n, t)) if ok else float(b)
-                for b, ok, n, t in zip(base, batch.solved, batch.lengths, targets)]
+                for b, ok, n, t in zip(base, batch.solved, self.scoped_lengths(batch), targets)]
 
     def targets(self, batch: RolloutBatch) -> list[int]:
         """L_A(d) for each completion (its group's training-side bucket)."""
-        per_bucket = self.bucket_targets(max(batch.lengths))
+        per_bucket = self.bucket_targets(max(self.scoped_lengths(batch)))
         out = [0] * len(batch)
         solved = batch.solved
         for idx in batch.groups().values():
@@ -201,16 +202,27 @@ class LaserD(LengthReward):
                     out[b] = length
         return out
 
-    def monitor_due(self, step: int) -> bool:
-        """Monitor source: sample the monitor set now (before step 1, then every N steps)."""
+    def check_cap(self, cap: int) -> None:
+        check_targets(self.name, {"target_length": self.config.target_length}, cap)
+
+    def refresh_due(self, step: int) -> bool:
+        """The coverage statistics are due at ``step``: none yet, or ``refresh_every`` steps old."""
         cov = self._coverage
         return cov is None or step - cov["step"] >= self.config.refresh_every
+
+    def monitor_due(self, step: int) -> bool:
+        """Monitor source: sample the monitor set now (before step 1, then every N steps)."""
+        return self.config.coverage_source == "monitor" and self.refresh_due(step)
+
+    def metrics(self, batch: RolloutBatch) -> dict[str, float]:
+        longest = max(self.scoped_lengths(batch))
+        return {f"target_{bucket}": float(t) for bucket, t in self.bucket_targets(longest).items()}
 
     def update_coverage(self, batch: RolloutBatch) -> None:
         """Replace the coverage statistics with those of ``batch`` (K samples per monitor prompt,
         ``batch.step`` = the training step it was sampled at). Works with either source."""
-        solved = batch.solved
-        groups = [[sum(solved[i] for i in idx), [batch.lengths[i] for i in idx]]
+        solved, lengths = batch.solved, self.scoped_lengths(batch)
+        groups = [[sum(solved[i] for i in idx), [lengths[i] for i in idx]]
                   for idx in batch.groups().values()]
         cap = self.config.grid_max or batch.max_length
         self._coverage = self._statistics(groups, cap, batch.step)
@@ -218,10 +230,10 @@ class LaserD(LengthReward):
     def observe(self, batch: RolloutBatch) -> None:
         if self.config.coverage_source != "training":
             return
-        solved = batch.solved
-        self._window += [[sum(solved[i] for i in idx), [batch.lengths[i] for i in idx]]
+        solved, lengths = batch.solved, self.scoped_lengths(batch)
+        self._window += [[sum(solved[i] for i in idx), [lengths[i] for i in idx]]
                          for idx in batch.groups().values()]
-        if self.monitor_due(batch.step):
+        if self.refresh_due(batch.step):
             cap = self.config.grid_max or batch.max_length
             self._coverage = self._statistics(self._window, cap, batch.step)
             self._window = []
@@ -275,12 +287,15 @@ class LaserDE(LaserD):
                 raise ValueError(f"laser_de.mode={self.mode!r}: LASER-DE defines only the "
                                  f"'reward' mode; use laser_d for 'penalty' or 'hybrid'")
 
+    def needs(self) -> frozenset[str]:
+        return super().needs() | ({"token_ids"} if self.config.repetition_filter else set())
+
     def reward(self, batch: RolloutBatch) -> list[float]:
         c = self.config
         out = super().reward(batch)
         targets = self.targets(batch)
         tokens = self._tokens(batch) if c.repetition_filter else None
-        for i, (wrong_ok, n, t) in enumerate(zip(_wrong_well_formed(batch), batch.lengths,
+        for i, (wrong_ok, n, t) in enumerate(zip(_wrong_well_formed(batch), self.scoped_lengths(batch),
                                                   targets)):
             if wrong_ok and n > t and not (tokens is not None and is_repetitive(tokens[i])):
                 out[i] += c.alpha

@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from conciser.rewards._stats import quantile
+from conciser.rewards._stats import mean, quantile
 from conciser.rewards.base import LengthReward
 from conciser.rewards.batch import RolloutBatch
 
@@ -39,6 +39,7 @@ class Palu(LengthReward):
     """PALU: 0/1 reward under per-question budgets that shrink while the pass rate is >= C."""
 
     name = "palu"
+    budget_kind = "question"
     stateful = True
 
     @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class Palu(LengthReward):
 
     def budgets(self, batch: RolloutBatch) -> list[int]:
         return [self.budget_for(pid, batch.max_length) for pid in batch.problem_ids]
+
+    def metrics(self, batch: RolloutBatch) -> dict[str, float]:
+        return {"budget_mean": mean(self.budgets(batch))}
 
     def reward(self, batch: RolloutBatch) -> list[float]:
         return [1.0 if ok and n <= b else 0.0

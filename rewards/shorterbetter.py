@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from conciser.rewards._stats import mean
-from conciser.rewards.base import LengthReward
+from conciser.rewards.base import LENGTH_SCOPES, LengthReward
 from conciser.rewards.batch import RolloutBatch
 
 
@@ -27,6 +27,7 @@ class ShorterBetter(LengthReward):
     """ShorterBetter: alpha * correct - beta * |L - shortest correct length of the group|."""
 
     name = "shorterbetter"
+    length_scopes = LENGTH_SCOPES
 
     @dataclass(frozen=True)
     class Config:
@@ -40,10 +41,11 @@ class ShorterBetter(LengthReward):
     def optimal_lengths(self, batch: RolloutBatch) -> list[float]:
         """SOL for each completion's group."""
         right = batch.correct_formatted
+        lengths = self.scoped_lengths(batch)
         out = [0.0] * len(batch)
         for idx in batch.groups().values():
-            good = [batch.lengths[i] for i in idx if right[i]]
-            sol = float(min(good)) if good else mean([batch.lengths[i] for i in idx])
+            good = [lengths[i] for i in idx if right[i]]
+            sol = float(min(good)) if good else mean([lengths[i] for i in idx])
             for i in idx:
                 out[i] = sol
         return out
@@ -51,4 +53,4 @@ class ShorterBetter(LengthReward):
     def reward(self, batch: RolloutBatch) -> list[float]:
         c = self.config
         return [c.alpha * ok - c.beta * abs(n - sol) for ok, n, sol in
-                zip(batch.correct_formatted, batch.lengths, self.optimal_lengths(batch))]
+                zip(batch.correct_formatted, self.scoped_lengths(batch), self.optimal_lengths(batch))]

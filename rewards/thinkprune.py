@@ -30,6 +30,7 @@ class ThinkPrune(LengthReward):
     """ThinkPrune: 0/1 correctness with a staged hard cap."""
 
     name = "thinkprune"
+    budget_kind = "step"
 
     @dataclass(frozen=True)
     class Config:

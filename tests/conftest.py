@@ -19,7 +19,8 @@ def tiny_sft_toy_model(tmp_path_factory):
     from conciser.trainers.toy_sft import ToyBaseConfig, train_toy_base
 
     cfg = ToyBaseConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64,
-                        steps=40, batch_size=16, lr=1e-2, warmup=5)
+                        steps=40, batch_size=16, lr=1e-2, warmup=5,
+                        bf16=False)  # the same model on every CPU (bf16 autocast only where it is native)
     return train_toy_base(tmp_path_factory.mktemp("tiny_sft") / "model", cfg, progress=False)
 
 

@@ -98,22 +98,22 @@ def test_toy_pareto_table_and_plot_from_fake_summaries(tmp_path):
     assert json.loads((tmp_path / "toy_pareto.quick.json").read_text())["plot"] == "toy_pareto.quick.png"
 
 
-def test_toy_pareto_has_a_recipe_for_every_method():
-    from bench.toy_pareto import CARD, GRPO, all_methods, recipe_for
+def test_toy_pareto_trains_every_method_from_its_own_recipe():
+    from bench.toy_pareto import GRPO, all_methods, eval_template, recipe_for
     from conciser.rewards import REWARDS
 
     assert set(all_methods()) == set(REWARDS) | {GRPO}
-    for m in all_methods():
-        recipe, overrides = recipe_for(m)
-        assert recipe == (f"toy/{m}" if m in CARD else "toy/laser") or recipe == f"toy/{m}"
+    assert [recipe_for(m) for m in all_methods()] == [f"toy/{m}" for m in all_methods()]
+    assert eval_template("l1_exact") == "{problem} Think for 64 tokens."
+    assert eval_template("laser") is None and eval_template(GRPO) is None and eval_template("base") is None
 
 
 def test_toy_pareto_fits_run_long_schedules_to_the_bench_steps():
     from bench.toy_pareto import _schedule_over, recipe_for
 
-    assert _schedule_over(*recipe_for("curriculum"), 40) == ["rewards.params.total_steps=40"]
-    assert _schedule_over(*recipe_for("curriculum"), 60) == []  # the recipe's own length
-    assert _schedule_over(*recipe_for("laser"), 40) == []
+    assert _schedule_over(recipe_for("curriculum"), 40) == ["rewards.params.total_steps=40"]
+    assert _schedule_over(recipe_for("curriculum"), 60) == []  # the recipe's own length
+    assert _schedule_over(recipe_for("laser"), 40) == []
 
 
 def test_toy_pareto_update_reruns_only_the_named_methods(tmp_path, monkeypatch, tiny_toy_model):
@@ -166,3 +166,33 @@ def test_toy_pareto_runs_resume_from_kept_folders(tmp_path, tiny_toy_model):
     assert both[0] == first[0] and (tmp_path / "a" / "result.json").stat().st_mtime_ns == kept
     assert both[1]["seed"] == 1 and both[1]["summary"]["accuracy"] != 123.0
     assert both[1]["summary"]["n_problems"] == 4
+
+
+def test_pareto_labels_never_overlap_and_error_bars_stay_in_0_1():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.pareto_plot import _overlaps, clipped_yerr, place_labels, zoom_region
+
+    # twelve methods crowded at the concise, accurate corner (as on the first toy), and a few elsewhere
+    points = {f"method_{i}": (35 + (i % 4) * 0.6, 0.99 + (i // 4) * 0.004) for i in range(12)}
+    points |= {"base": (124.0, 0.73), "l1_exact": (96.0, 0.69), "grpo": (80.6, 1.0)}
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    ax.scatter(*zip(*points.values()))
+    ax.set_xlim(30, 130)
+    ax.set_ylim(0.6, 1.02)
+    texts = place_labels(ax, points)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert [t.get_text() for t in texts] and sorted(t.get_text() for t in texts) == sorted(points)
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if _overlaps(a, b)]
+    plt.close(fig)
+
+    assert clipped_yerr(0.99, 0.05) == [[0.05], [pytest.approx(0.01)]]
+    assert clipped_yerr(0.02, 0.05) == [[0.02], [0.05]]
+    assert clipped_yerr(0.5, None) == [[0.0], [0.0]]
+    x0, x1, y0, y1 = zoom_region(points)
+    assert x0 < 35 and 36.8 < x1 < 40 and y0 < 0.99 and y1 > 0.998
+    assert zoom_region({"base": (124.0, 0.7), "a": (40.0, 0.9), "b": (90.0, 0.95)}) is None

@@ -17,9 +17,9 @@ from unittest import mock
 import pytest
 
 from conciser.launch import (accelerate_config_names, build_accelerate_command,
-                             forwarded_argv, hardware_independent_validation, last_checkpoint, maybe_relaunch,
+                             forwarded_argv, hardware_independent_validation, maybe_relaunch,
                              resolve_accelerate_config)
-from conciser.trainers import train
+from conciser import train_cli as train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,15 +96,6 @@ def test_maybe_relaunch(capsys):
     printed = capsys.readouterr().out
     assert "accelerate.commands.launch --config_file" in printed and "cpu_ddp.yaml" in printed
     assert printed.strip().endswith("-m conciser.cli train toy/laser trainer.max_steps=1")
-
-
-def test_last_checkpoint_skips_half_written(tmp_path):
-    assert last_checkpoint(tmp_path / "missing") is None
-    for step, complete in ((10, True), (20, True), (30, False)):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-        if complete:
-            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-20"
 
 
 @pytest.mark.parametrize("name", ["ddp", "zero2", "zero2_offload", "zero3", "zero3_offload", "multi_node"])
@@ -205,9 +196,10 @@ def test_two_process_cpu_run_through_the_accelerate_wrapping(tiny_sft_toy_model,
     env = {**os.environ, "CONCISER_TEST_RANK_DIR": str(ranks),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "conciser.launch", "toy/laser",
+    cmd = [sys.executable, "-m", "conciser.cli", "train", "toy/laser",
            f"model.name_or_path={tiny_sft_toy_model}", f"trainer.output_dir={out}", "trainer.max_steps=1",
            "trainer.per_device_train_batch_size=4", "trainer.num_generations=4", "trainer.max_completion_length=16",
+           "rewards.params.target_length=16",
            "trainer.use_vllm=false", "trainer.report_to=none", "trainer.logging_steps=1", "data.n_train=8",
            "--accelerate", "cpu_ddp"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=840)

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from conciser.slurm import load_site, render_eval, render_train
+from conciser.trainers.checkpoints import mark_complete
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent          # where the real `conciser` lives
@@ -182,10 +183,12 @@ def test_fake_cluster_runs_server_node_and_training_nodes(tmp_path, fake_slurm, 
     out_dir = tmp_path / "work" / "run"
     script = tmp_path / "job.sbatch"
     script.write_text(render_train(RECIPE, [f"trainer.output_dir={out_dir}"], nodes=2, site=site))
-    # A complete checkpoint (trainer_state.json) and a newer, half-written one from a killed job.
+    # A complete checkpoint (its marker written last) and a newer, half-written one from a killed job.
     (out_dir / "checkpoint-160").mkdir(parents=True)
     (out_dir / "checkpoint-160" / "trainer_state.json").write_text("{}")
+    mark_complete(out_dir / "checkpoint-160", 160)
     (out_dir / "checkpoint-320").mkdir()
+    (out_dir / "checkpoint-320" / "trainer_state.json").write_text("{}")
 
     res = _run(script, env, cwd=tmp_path / "work")
     assert res.returncode == 0, res.stdout + res.stderr

@@ -1,8 +1,9 @@
 """Budget schedules: the generation cap (completion tokens) at optimizer step t.
 
     constant     trainer.max_completion_length throughout.
-    reward       the reward's own budget: `budget_at(step)` (curriculum's step-wise exponential or
-                 linear decay, thinkprune's stages), or per-question budgets (palu's `budget_for`).
+    reward       the reward's own budget (`LengthReward.budget_kind`): `budget_at(step)` (curriculum's
+                 step-wise exponential or linear decay, thinkprune's stages), or per-question budgets
+                 (palu's `budget_for`).
     exponential  | linear   standalone curriculum schedules (params as the curriculum reward's:
                  start_budget, end_budget, num_decays, total_steps, rounding), for any reward.
     stages       standalone ThinkPrune stages (params: caps, stage_starts).
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-SCHEDULES = ("constant", "reward", "exponential", "linear", "stages")
+from conciser.config import SCHEDULES  # one source: the recipe's budget block
+
 CURRICULUM_PARAMS = ("start_budget", "end_budget", "num_decays", "total_steps", "rounding")
 STAGE_PARAMS = ("caps", "stage_starts")
 
@@ -43,6 +45,12 @@ class BudgetSchedule:
 
     def budgets_for(self, problem_ids: Sequence[str], step: int) -> list[int]:
         return [self.budget_at(step)] * len(problem_ids)
+
+    def smallest_cap(self, max_steps: int) -> int:
+        """The smallest cap over steps 0..max_steps (per-question budgets: the overall cap, an upper bound)."""
+        if self.per_prompt:
+            return self.cap
+        return min(self.budget_at(s) for s in range(max(max_steps, 0) + 1))
 
 
 class StepBudget(BudgetSchedule):
@@ -83,9 +91,9 @@ def build_budget(schedule: str, params: dict[str, Any], reward: Any, cap: int, m
     if schedule == "constant":
         return BudgetSchedule(cap)
     if schedule == "reward":
-        if hasattr(reward, "budget_at"):
+        if reward.budget_kind == "step":
             out: BudgetSchedule = StepBudget(cap, reward, "reward")
-        elif hasattr(reward, "budget_for"):
+        elif reward.budget_kind == "question":
             return QuestionBudget(cap, reward)
         else:
             raise ValueError(f"budget.schedule=reward: the {reward.name!r} reward has no budget "

@@ -30,6 +30,7 @@ import logging
 import time
 from pathlib import Path
 
+from conciser.errors import MissingInput, UserError
 from conciser.trainers.merge import publish, staging_dir
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def detect_kind(checkpoint: Path) -> str:
     """"peft", "zero" or "hf" (see the module docstring); FileNotFoundError if it is none of them."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_dir():
-        raise FileNotFoundError(f"checkpoint {checkpoint} is not a directory; give a checkpoint folder "
+        raise MissingInput(f"checkpoint {checkpoint} is not a directory; give a checkpoint folder "
                                 "(e.g. runs/NAME/checkpoint-500) or an HF model folder")
     if (checkpoint / "adapter_config.json").is_file():
         return "peft"
@@ -52,7 +53,7 @@ def detect_kind(checkpoint: Path) -> str:
         return "zero"
     if any(any(checkpoint.glob(g)) for g in WEIGHT_GLOBS):
         return "hf"
-    raise FileNotFoundError(
+    raise MissingInput(
         f"{checkpoint} holds no model weights: no adapter_config.json (PEFT), no DeepSpeed global_step*/ "
         f"shards and no model.safetensors / pytorch_model.bin; its files: {sorted(p.name for p in checkpoint.iterdir())[:20]}")
 
@@ -81,7 +82,7 @@ def _config_source(checkpoint: Path, base_model: Path | None) -> Path:
     if base_model is not None and (base_model / "config.json").is_file():
         log.info("the checkpoint has no config.json; using %s/config.json", base_model)
         return base_model
-    raise FileNotFoundError(f"{checkpoint} has no config.json; pass --base-model DIR (the model the run started from)")
+    raise MissingInput(f"{checkpoint} has no config.json; pass --base-model DIR (the model the run started from)")
 
 
 def _load_hf(checkpoint: Path, dtype: str):
@@ -98,15 +99,15 @@ def _load_zero(checkpoint: Path, dtype: str, base_model: Path | None, tag: str |
     try:
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     except ImportError as exc:
-        raise ValueError(f"{checkpoint} is a DeepSpeed ZeRO checkpoint and exporting it needs deepspeed "
+        raise UserError(f"{checkpoint} is a DeepSpeed ZeRO checkpoint and exporting it needs deepspeed "
                          f"({exc}); install it: pip install 'conciser[deepspeed]'") from None
     tags = _zero_tags(checkpoint)
     if tag is None and not (checkpoint / "latest").is_file():
         if len(tags) > 1:
-            raise ValueError(f"{checkpoint} has several ZeRO tags {tags} and no 'latest' file; pass --tag")
+            raise UserError(f"{checkpoint} has several ZeRO tags {tags} and no 'latest' file; pass --tag")
         tag = tags[0]
     if tag is not None and tag not in tags:
-        raise FileNotFoundError(f"no ZeRO shards for tag {tag!r} in {checkpoint}; the tags there: {tags}")
+        raise MissingInput(f"no ZeRO shards for tag {tag!r} in {checkpoint}; the tags there: {tags}")
     config = AutoConfig.from_pretrained(_config_source(checkpoint, base_model))
     log.info("consolidating ZeRO shards of %s (tag %s)", checkpoint, tag or (checkpoint / "latest").read_text().strip())
     state_dict = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint), tag=tag)
@@ -116,7 +117,7 @@ def _load_zero(checkpoint: Path, dtype: str, base_model: Path | None, tag: str |
     model.tie_weights()
     missing = [n for n, p in model.named_parameters() if p.is_meta]
     if missing or unexpected:
-        raise ValueError(
+        raise UserError(
             f"the ZeRO state dict does not fit the model built from config.json: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}; export with the config of the trained model (--base-model DIR)")
     # Non-persistent buffers (e.g. rotary frequencies) were created on the meta device and are not saved.
@@ -130,7 +131,7 @@ def _load_peft(checkpoint: Path, dtype: str, base_model: Path):
     try:
         from peft import PeftModel
     except ImportError:
-        raise ValueError(f"{checkpoint} holds PEFT adapters and merging them needs peft; install it: "
+        raise UserError(f"{checkpoint} holds PEFT adapters and merging them needs peft; install it: "
                          "pip install peft") from None
     base = base_model
     config = AutoConfig.from_pretrained(base)
@@ -144,28 +145,27 @@ def export_checkpoint(checkpoint: Path, out: Path, *, tokenizer: Path | None = N
                       dtype: str = "auto", tag: str | None = None, max_shard_size: str = "5GB",
                       overwrite: bool = False) -> dict:
     """Write the model in `checkpoint` to `out` as a standalone HF model; return the export record."""
-    from transformers import AutoTokenizer, GenerationConfig
-
     checkpoint, out = Path(checkpoint), Path(out)
     tokenizer = Path(tokenizer) if tokenizer else None
     base_model = Path(base_model) if base_model else None
     if dtype not in DTYPES:
-        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     kind = detect_kind(checkpoint)
     if kind == "peft" and base_model is None:
         named = json.loads((checkpoint / "adapter_config.json").read_text()).get("base_model_name_or_path")
         if not named:
-            raise FileNotFoundError(f"{checkpoint}/adapter_config.json names no base model; pass --base-model DIR")
+            raise MissingInput(f"{checkpoint}/adapter_config.json names no base model; pass --base-model DIR")
         base_model = Path(named)
     if kind == "peft" and not (base_model / "config.json").is_file():
-        raise FileNotFoundError(
+        raise MissingInput(
             f"the adapters' base model {str(base_model)!r} is not a local model folder (no config.json); "
             "pass --base-model DIR")
     tok_src = tokenizer or (checkpoint if _has_tokenizer(checkpoint) else None) or (base_model if _has_tokenizer(base_model) else None)
     if tok_src is None:
-        raise FileNotFoundError(f"{checkpoint} has no tokenizer; pass --tokenizer DIR (e.g. the model the run started from)")
+        raise MissingInput(f"{checkpoint} has no tokenizer; pass --tokenizer DIR (e.g. the model the run started from)")
     if not _has_tokenizer(tok_src):
-        raise FileNotFoundError(f"--tokenizer {tok_src} holds no tokenizer (no tokenizer_config.json / tokenizer.json)")
+        raise MissingInput(f"--tokenizer {tok_src} holds no tokenizer (no tokenizer_config.json / tokenizer.json)")
+    from transformers import AutoTokenizer, GenerationConfig  # after the input checks: they cost nothing
     tmp = staging_dir(out, (checkpoint,), overwrite)
     t0 = time.time()
     try:

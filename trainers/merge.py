@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from conciser.errors import MissingInput, UserError
+
 log = logging.getLogger(__name__)
 
 GRANULARITIES = ("tensor", "global")
@@ -54,7 +56,7 @@ def weight_files(model_dir: Path) -> dict[str, Path]:
     """tensor name -> safetensors file, from the index of a sharded model or the single file."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"{model_dir} is not a directory; give the folder of an HF model (with config.json)")
+        raise MissingInput(f"{model_dir} is not a directory; give the folder of an HF model (with config.json)")
     index = model_dir / "model.safetensors.index.json"
     if index.is_file():
         weight_map = json.loads(index.read_text())["weight_map"]
@@ -66,12 +68,12 @@ def weight_files(model_dir: Path) -> dict[str, Path]:
         with safe_open(single, "pt") as f:
             return {name: single for name in f.keys()}
     if (model_dir / "adapter_config.json").is_file():
-        raise ValueError(f"{model_dir} holds PEFT adapters, not full weights; merge the adapters into their base "
+        raise UserError(f"{model_dir} holds PEFT adapters, not full weights; merge the adapters into their base "
                          f"first: conciser export {model_dir} OUT")
     if any(model_dir.glob("pytorch_model*.bin")) or any(model_dir.glob("global_step*")):
-        raise ValueError(f"{model_dir} has no safetensors weights (only .bin files or DeepSpeed shards); "
+        raise UserError(f"{model_dir} has no safetensors weights (only .bin files or DeepSpeed shards); "
                          f"convert it first: conciser export {model_dir} OUT")
-    raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {model_dir}; "
+    raise MissingInput(f"no model.safetensors or model.safetensors.index.json in {model_dir}; "
                             "give the folder of an HF model saved with save_pretrained (or conciser export)")
 
 
@@ -105,7 +107,7 @@ class TensorReader:
 def _read_config(model_dir: Path) -> dict:
     path = Path(model_dir) / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; give the folder of an HF model (with config.json)")
+        raise MissingInput(f"{path} not found; give the folder of an HF model (with config.json)")
     return json.loads(path.read_text())
 
 
@@ -123,21 +125,21 @@ def check_compatible(base: TensorReader, tuned: TensorReader) -> None:
     b_cfg, t_cfg = _structure(_read_config(base.dir)), _structure(_read_config(tuned.dir))
     for key in sorted(set(b_cfg) | set(t_cfg)):
         if b_cfg.get(key) != t_cfg.get(key):
-            raise ValueError(
+            raise UserError(
                 f"architectures differ: config.json {key} is {b_cfg.get(key)!r} in the base ({base.dir}) but "
                 f"{t_cfg.get(key)!r} in the tuned model ({tuned.dir}); merge a model with the base it was fine-tuned from")
     only_b, only_t = sorted(set(base.files) - set(tuned.files)), sorted(set(tuned.files) - set(base.files))
     if only_b or only_t:
         name, side = (only_b[0], "the base only") if only_b else (only_t[0], "the tuned model only")
-        raise ValueError(f"architectures differ: tensor {name!r} is in {side} ({len(only_b)} base-only, {len(only_t)} "
+        raise UserError(f"architectures differ: tensor {name!r} is in {side} ({len(only_b)} base-only, {len(only_t)} "
                          "tuned-only tensors); merge a model with the base it was fine-tuned from")
     for name in sorted(base.files):
         (b_shape, b_dtype), (t_shape, t_dtype) = base.shape_dtype(name), tuned.shape_dtype(name)
         if b_shape != t_shape:
-            raise ValueError(f"architectures differ: tensor {name!r} has shape {b_shape} in the base but {t_shape} in "
+            raise UserError(f"architectures differ: tensor {name!r} has shape {b_shape} in the base but {t_shape} in "
                              "the tuned model; merge a model with the base it was fine-tuned from")
         if _is_float(b_dtype) != _is_float(t_dtype):
-            raise ValueError(f"tensor {name!r} is {b_dtype} in the base but {t_dtype} in the tuned model")
+            raise UserError(f"tensor {name!r} is {b_dtype} in the base but {t_dtype} in the tuned model")
 
 
 def _is_float(st_dtype: str) -> bool:
@@ -157,11 +159,11 @@ class MergeConfig:
 
     def __post_init__(self):
         if not 0.0 <= self.keep <= 1.0:
-            raise ValueError(f"--keep must be a fraction in [0, 1], got {self.keep} (DLER uses 0.25)")
+            raise UserError(f"--keep must be a fraction in [0, 1], got {self.keep} (DLER uses 0.25)")
         if not math.isfinite(self.scale):
-            raise ValueError(f"--scale must be a finite number, got {self.scale} (DLER uses 0.7)")
+            raise UserError(f"--scale must be a finite number, got {self.scale} (DLER uses 0.7)")
         if self.granularity not in GRANULARITIES:
-            raise ValueError(f"--granularity must be one of {', '.join(GRANULARITIES)}, got {self.granularity!r}")
+            raise UserError(f"--granularity must be one of {', '.join(GRANULARITIES)}, got {self.granularity!r}")
 
 
 def n_kept(keep: float, n: int) -> int:
@@ -176,7 +178,7 @@ def _delta(base, tuned, name: str):
     work = torch.float64 if torch.float64 in (base.dtype, tuned.dtype) else torch.float32
     b, t = base.to(work), tuned.to(work)
     if not (torch.isfinite(b).all() and torch.isfinite(t).all()):
-        raise ValueError(f"tensor {name!r} has NaN or inf entries in the base or the tuned model; cannot rank its update")
+        raise UserError(f"tensor {name!r} has NaN or inf entries in the base or the tuned model; cannot rank its update")
     return b, t, t - b
 
 
@@ -256,9 +258,9 @@ def staging_dir(out_dir: Path, inputs: tuple[Path, ...], overwrite: bool) -> Pat
     out_dir = Path(out_dir)
     for src in inputs:
         if out_dir.resolve() == Path(src).resolve():
-            raise ValueError(f"output {out_dir} is one of the inputs; give a new folder")
+            raise UserError(f"output {out_dir} is one of the inputs; give a new folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise ValueError(f"output folder {out_dir} exists and is not empty; give a new folder or pass --overwrite")
+        raise UserError(f"output folder {out_dir} exists and is not empty; give a new folder or pass --overwrite")
     tmp = out_dir.with_name(out_dir.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -28,12 +28,6 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-# Methods whose paper fixes a sampling rule: ConciseR stage 2 must keep all-correct groups or its
-# length reward (which only acts there) never trains (methods-more §4, §10).
-KEEP_ALL_CORRECT = frozenset({"concise_r"})
-METRICS = ("auto", "reward", "correct")
-ON_EXHAUSTED = ("error", "fill")
-
 # Per-completion tensors whose first dimension is the completion; how each is padded across ranks.
 LEFT_PADDED = ("prompt_ids", "prompt_mask")
 

@@ -61,7 +61,7 @@ def test_bad_override_syntax():
 def test_dataset_row_without_answer_fails_naming_row_and_column(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps({"prompt": "1+1?", "answer": "2"}) + "\n" + json.dumps({"prompt": "2+2?"}) + "\n")
-    with pytest.raises(RecipeError, match=r"row 1 has no 'answer'.*data\.answer_column"):
+    with pytest.raises(RecipeError, match=r"train.jsonl:2: no 'answer' value.*data\.answer_column"):
         load_rows(DataConfig(dataset=str(path), grader="math"))
 
 

@@ -60,7 +60,7 @@ def test_user_jsonl_with_column_mapping(tmp_path):
     assert b.name == "mine" and [p.id for p in b.problems] == ["q0", "q1", "q2"]
     assert b.problems[2].answer == "4" and b.user_message(b.problems[1]) == "What is 1+1?"
     assert b.problems[0].meta["level"] == 3
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         load_benchmark(str(tmp_path / "missing.jsonl"))
     with pytest.raises(ValueError, match="placeholder"):
         load_benchmark(str(path), columns={"question": "prompt", "answer": "gold"}, template="no placeholder")
@@ -97,3 +97,40 @@ def test_datasets_path_with_a_local_folder(tmp_path):
     (tmp_path / "test.jsonl").write_text(json.dumps({"question": "1+1?", "final": "2"}) + "\n")
     b = load_benchmark(f"hf:{tmp_path}", columns={"question": "question", "answer": "final"})
     assert b.name == tmp_path.name and [(p.question, p.answer) for p in b.problems] == [("1+1?", "2")]
+
+
+BAD_ROWS = [
+    # (rows as JSONL lines, message): line numbers are the file's 1-based lines (blank lines count)
+    (['{"problem": "1+1?", "answer": "2", "id": "a"}', "", '{"problem": "2+2?", "answer": ["4"], "id": "b"}'],
+     r"bad.jsonl:3: column 'answer' must be text or a number, got list"),
+    (['{"problem": {"text": "1+1?"}, "answer": "2"}'], r"bad.jsonl:1: column 'problem' must be text, got dict"),
+    (['{"problem": "1+1?", "answer": "2", "id": "a"}', '{"problem": "2+2?", "answer": "4", "id": "a"}'],
+     r"bad.jsonl:2: duplicate id 'a' in column 'id' \(first at .*bad.jsonl:1\)"),
+    (['{"problem": "1+1?", "answer": "2"}', '["a list row"]'], r"bad.jsonl:2: a row must be a JSON object"),
+    (['{"problem": "1+1?", "answer": "2"}', '{"problem": "2+2?"'], r"bad.jsonl:2: not valid JSON"),
+    (['{"problem": "1+1?", "answer": null}'], r"bad.jsonl:1: no 'answer' or 'problem' value"),
+    (['{"problem": "1+1?", "answer": true}'], r"bad.jsonl:1: column 'answer' must be text or a number, got bool"),
+]
+
+
+@pytest.mark.parametrize("lines,message", BAD_ROWS)
+def test_bad_rows_name_their_line(tmp_path, lines, message):
+    from conciser.errors import UserError
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=message):
+        load_benchmark(str(path))
+
+
+def test_numbers_are_answers_and_rows_keep_their_line(tmp_path):
+    path = tmp_path / "ok.jsonl"
+    path.write_text('\n{"problem": "1+1?", "answer": 2, "id": 7}\n\n{"problem": "1/2?", "answer": 0.5}\n')
+    b = load_benchmark(str(path))
+    assert [(p.id, p.answer, p.line) for p in b.problems] == [("7", "2", 2), ("1", "0.5", 4)]
+
+
+def test_pinned_protocol():
+    assert load_benchmark("aime24").pinned == {"n": 16, "temperature": 0.6, "top_p": 0.95}
+    assert load_benchmark("amc23").pinned["n"] == 16
+    assert load_benchmark("math500").pinned == {} and load_benchmark("toy").pinned == {}

@@ -81,7 +81,7 @@ def test_majority_clusters_equivalent_strings():
 
 
 def test_majority_with_the_real_grader():
-    from conciser.eval.run import equivalence
+    from conciser.eval.scoring import equivalence
 
     group = [("7", False), ("\\frac{1}{2}", True), ("0.5", True), ("1/2", True), ("7", False)]
     assert majority_at_k([group], [5], equivalence("math", 5.0, None)) == {5: 1.0}
@@ -112,3 +112,35 @@ def test_summarize_hand_computed():
                                   "mean_minimal_tokens": 5.0}
     assert s["by_level"]["2"]["accuracy"] == 1.0
     assert s["accuracy_stderr"] == pytest.approx(math.sqrt(0.125 / 2))
+
+
+@pytest.mark.parametrize("tokens,target,score", [
+    (100, 100, 100.0),            # on target
+    (200, 100, 100 * (1 - 1 / 3)),  # 2x too long: 66.7
+    (400, 100, 0.0),              # 4x: 0
+    (900, 100, 0.0),              # beyond: floored at 0 (the authors' eval_length.py)
+    (50, 100, 50.0),              # half: 100 * (1 - (2 - 1) / 2)
+    (34, 100, 100 * (1 - (100 / 34 - 1) / 2)),
+    (20, 100, 0.0),               # a fifth: floored
+    (0, 100, 0.0),
+])
+def test_length_score_is_longwriters(tokens, target, score):
+    from conciser.eval.metrics import length_score
+
+    assert length_score(tokens, target) == pytest.approx(score)
+
+
+def test_length_adherence_overall_and_per_target():
+    from conciser.eval.metrics import length_adherence
+
+    rows = [{"tokens": 100, "target_length": 100, "correct": True}, {"tokens": 200, "target_length": 100, "correct": False},
+            {"tokens": 25, "target_length": 50, "correct": True}]
+    out = length_adherence(rows)
+    assert out["length_deviation"] == pytest.approx((0 + 1 + 0.5) / 3)
+    assert out["length_score"] == pytest.approx((100 + 200 / 3 + 50) / 3, abs=1e-4)
+    assert list(out["length_by_target"]) == ["50", "100"]
+    assert out["length_by_target"]["100"] == {"n_samples": 2, "mean_target": 100.0, "mean_tokens": 150.0, "accuracy": 0.5,
+                                              "length_deviation": 0.5, "length_score": pytest.approx(83.333333)}
+    many = [{"tokens": t, "target_length": t, "correct": True} for t in range(100, 1000, 90)]   # 10 targets
+    assert list(length_adherence(many)["length_by_target"]) == ["64-127", "128-255", "256-511", "512-1023"]
+    assert length_adherence([{"tokens": 3, "correct": True}]) == {}

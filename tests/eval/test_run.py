@@ -105,15 +105,16 @@ def test_settings_mismatch_is_refused(tiny_toy_model, base_run):
 @pytest.fixture
 def no_generation(monkeypatch):
     def refuse(*a, **k):
-        raise AssertionError("generation started before the input was checked")
-    monkeypatch.setattr(run_mod, "_backend_factory", refuse)
+        raise AssertionError("the tokenizer or the model was loaded before the input was checked")
+    monkeypatch.setattr(run_mod, "backend_factory", refuse)
+    monkeypatch.setattr(run_mod, "load_tokenizer", refuse)
 
 
 def test_bad_input_fails_before_generation(tiny_toy_model, tmp_path, no_generation):
     model = str(tiny_toy_model)
     with pytest.raises(ValueError, match="unknown benchmark 'aime2024'; known: toy, math500, aime24"):
         evaluate(model, "aime2024", out_dir=tmp_path, **FAST)
-    with pytest.raises(FileNotFoundError, match="model path /nonexistent/model does not exist"):
+    with pytest.raises(ValueError, match="--model: path /nonexistent/model does not exist"):
         evaluate("/nonexistent/model", "toy", out_dir=tmp_path, **FAST)
     data = tmp_path / "qs.jsonl"
     data.write_text(json.dumps({"problem": "1+1?", "solution": "2"}) + "\n")
@@ -121,9 +122,9 @@ def test_bad_input_fails_before_generation(tiny_toy_model, tmp_path, no_generati
         evaluate(model, str(data), out_dir=tmp_path, **FAST)
     with pytest.raises(ValueError, match=r"k=\[4\] needs n >= k.*n=2"):
         evaluate(model, "toy", n=2, ks=[1, 4], out_dir=tmp_path, **FAST)
-    with pytest.raises(ValueError, match="unknown option.*tempreature \\(did you mean temperature"):
+    with pytest.raises(ValueError, match="unknown option.*tempreature; did you mean 'temperature'"):
         evaluate(model, "toy", tempreature=0.1, out_dir=tmp_path, **FAST)
-    with pytest.raises(FileNotFoundError, match="--rescore: no samples.jsonl"):
+    with pytest.raises(ValueError, match="--rescore: no samples.jsonl"):
         evaluate(model, "toy", out_dir=tmp_path / "empty", rescore=True, **FAST)
     assert not list(tmp_path.glob("**/samples.jsonl"))
 
@@ -226,7 +227,8 @@ def test_kill_9_mid_run_then_resume(tiny_toy_model, base_run, tmp_path):
 def test_think_prefill_is_detected_forced_and_graded():
     from conciser import toy
     from conciser.eval.benchmarks import load_benchmark
-    from conciser.eval.run import grade_records, render_prompts
+    from conciser.eval.generate import render_prompts
+    from conciser.eval.scoring import grade_records
 
     tok = toy.build_tokenizer()
     bench = load_benchmark("toy")
@@ -251,3 +253,18 @@ def test_think_prefill_is_detected_forced_and_graded():
     assert (cut["correct"], cut["grade_error"], done["correct"]) == (False, "unclosed_think", True)
     grade_records([cut], "toy", prefill="", timeout=5, workers=None, progress=False)
     assert cut["correct"] is True      # what a harness that ignores the pre-fill would wrongly report
+
+
+def test_rescore_with_lenient_extraction(tiny_toy_model, base_run, tmp_path):
+    out, s = base_run
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    path = tmp_path / "toy" / "samples.jsonl"
+    recs = _lines(path)
+    recs[0]["text"] = f"<think> a: 1 + 2 = 3 . </think> so it is {recs[0]['answer']} <|end|>"   # right, unboxed
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    boxed = evaluate(str(tiny_toy_model), "toy", n=2, out_dir=tmp_path, rescore=True, **FAST)
+    lenient = evaluate(str(tiny_toy_model), "toy", n=2, out_dir=tmp_path, rescore=True, extraction="lenient", **FAST)
+    assert (boxed["extraction"], lenient["extraction"]) == ("boxed", "lenient")
+    assert _lines(path)[0]["correct"] is True and _lines(path)[0]["extracted"] == recs[0]["answer"]
+    # lenient reads more answers and never drops a boxed one
+    assert lenient["accuracy"] == pytest.approx(boxed["accuracy"] + 1 / 20, abs=1e-6)

@@ -11,16 +11,18 @@ one injected request failure, and checks that no server process is left.
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from conciser.cli import main as cli_main
-from conciser.eval import serve_bench
+from conciser.eval import serve_bench, serve_load, serve_server
 from conciser.eval.benchmarks import load_benchmark
 from conciser.eval.serve_bench import (RequestResult, VLLMServer, free_port, group_members, make_plan, percentile,
                                        ratios, summarize)
@@ -33,6 +35,7 @@ FAKE_SERVER = textwrap.dedent('''
     args = sys.argv[1:]
     model = args[0]
     port = int(args[args.index("--port") + 1])
+    policy = args[args.index("--scheduling-policy") + 1] if "--scheduling-policy" in args else "fcfs"
     cfg = json.load(open(os.path.join(model, "fake.json")))
     # A child in the server's process group, like vLLM's engine core; with "stubborn" it ignores SIGTERM.
     child = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\\n"
@@ -62,8 +65,14 @@ FAKE_SERVER = textwrap.dedent('''
                 self.end_headers()
                 self.wfile.write(b"injected failure")
                 return
-            n = min(cfg["tokens"], body["max_tokens"])
-            answer = answers.get(body["messages"][0]["content"], "?")
+            prompt = body["messages"][0]["content"]
+            # Records what reached the server, as vLLM would see it (priority 0 when none is sent).
+            with open(os.path.join(model, "received.jsonl"), "a") as f:
+                f.write(json.dumps({"seed": body["seed"], "priority": body.get("priority", 0), "policy": policy,
+                                    "pid": os.getpid()}) + "\\n")
+            # "per_step": answers longer by that many tokens per operand of the toy prompt
+            n = min(cfg["tokens"] + cfg.get("per_step", 0) * prompt.count(";"), body["max_tokens"])
+            answer = answers.get(prompt, "?")
             pieces = ["<think> "] + ["hmm "] * (n - 6) + ["</think> ", "\\\\boxed{ ", answer, " }"]
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -86,7 +95,7 @@ def fake_vllm(tmp_path, monkeypatch):
     """Route the launcher to the fake server; returns a factory of fake model folders."""
     script = tmp_path / "fake_vllm_server.py"
     script.write_text(FAKE_SERVER)
-    monkeypatch.setattr(serve_bench, "vllm_launcher", lambda: [sys.executable, str(script)])
+    monkeypatch.setattr(serve_server, "vllm_launcher", lambda: [sys.executable, str(script)])
 
     def make_model(name, **cfg):
         d = tmp_path / name
@@ -96,6 +105,20 @@ def fake_vllm(tmp_path, monkeypatch):
         return str(d)
 
     return make_model
+
+
+@pytest.fixture(scope="module")
+def tiny_ranker(tmp_path_factory):
+    """An untrained toy ranker saved as `conciser ranker train` saves one (its scores are arbitrary
+    but deterministic: enough to check that its priorities reach the server)."""
+    from conciser import toy
+    from conciser.eval import ranker
+
+    cfg = ranker.RankerConfig()
+    model, tok = ranker.build_model("toy", seed=0)
+    scores = ranker.score_texts(model, tok, [p.prompt for p in toy.eval_problems(250)], cfg.max_length)
+    result = ranker.TrainResult(kendall_tau=0.5, pair_accuracy=0.75, n_train=250, n_heldout=0)
+    return str(ranker.save(tmp_path_factory.mktemp("ranker"), model, tok, cfg, result, scores, {}))
 
 
 def _bench_args(out, *models, extra=()):
@@ -184,6 +207,59 @@ def test_failed_requests_are_reported_and_servers_stopped(fake_vllm, tmp_path, c
         _assert_gone(summary["models"][name]["server_pid"])
 
 
+def test_schedule_arms_send_their_priorities_and_stop_every_server(fake_vllm, tmp_path, tiny_ranker, capsys):
+    from conciser.eval.ranker import Ranker
+    from conciser.eval.serve_schedule import rank_quantiles, virtual_deadline
+
+    model = fake_vllm("m", tokens=10, per_step=5)   # 10 + 5 tokens per operand: length known from the prompt
+    out = tmp_path / "out"
+    args = _bench_args(out, model, extra=["--schedule", "fcfs,ltr,oracle", "--ranker", tiny_ranker, "--ltr-window", "7",
+                                          "--rounds", "2"])
+    args[args.index("--rate") + 1] = "50"   # arrivals spread out: they enter the priorities
+    assert cli_main(args) == 0
+    assert "ltr / fcfs" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    m = summary["models"]["m"]
+    # ABBA rounds (fcfs | ltr oracle, then oracle ltr | fcfs): neighbours with one policy share a server
+    assert [s["policy"] for s in m["servers"]] == ["fcfs", "priority", "fcfs"]
+    for pid in m["server_pids"]:
+        _assert_gone(pid)
+    assert not serve_bench._LIVE
+    assert summary["config"]["schedule"] == ["fcfs", "ltr", "oracle"] and summary["config"]["ltr_window_s"] == 7.0
+    for arm in ("fcfs", "ltr", "oracle"):
+        a = m["arms"][arm]
+        assert a["metrics"]["ok"] == 12 and len(a["rounds"]) == 2 and a["metrics"]["accuracy"] == 1.0
+        assert a["metrics"]["max_wait_s"] >= a["metrics"]["ttft_p50"] > 0
+        rows = [json.loads(line) for line in (out / f"requests-m-{arm}.jsonl").read_text().splitlines()]
+        assert sorted(r["round"] for r in rows) == [0] * 6 + [1] * 6
+        assert all((r["prepare_s"] is None) == (arm == "fcfs") for r in rows)
+        assert all(r["latency"] >= (r["prepare_s"] or 0) for r in rows)
+    assert set(m["arms"]["ltr"]["ratios_to_fcfs"]) >= {"latency_mean", "latency_p99", "max_wait_s", "requests_per_s"}
+    assert m["arms"]["oracle"]["stream_kendall_tau"] == pytest.approx(1.0)   # its own lengths, again
+    assert m["ranker"]["kendall_tau"] == 0.5
+    assert (out / "latency_cdf.png").stat().st_size > 0
+
+    # What reached the server, in the order the runs went: fcfs, ltr, oracle | oracle, ltr, fcfs.
+    seen = [json.loads(line) for line in (tmp_path / "m" / "received.jsonl").read_text().splitlines()]
+    pids = [s["pid"] for s in m["servers"]]
+    by_server = [[r for r in seen if r["pid"] == pid] for pid in pids]
+    assert [len(b) for b in by_server] == [1 + 6, 1 + 24, 1 + 6]   # a warm-up request per server
+    assert all(r["policy"] == "fcfs" and r["priority"] == 0 for r in by_server[0] + by_server[2])
+    assert all(r["policy"] == "priority" for r in by_server[1])
+    prio = by_server[1][1:]
+    runs = {"ltr": prio[0:6] + prio[18:24], "oracle": prio[6:18]}
+    bench = load_benchmark("toy")
+    plan = make_plan(bench, 6, rate=50.0, seed=0)
+    ranker = Ranker.load(tiny_ranker)
+    want_ltr = {r.seed: virtual_deadline(r.arrival, ranker.quantile(ranker.score([r.messages[0]["content"]])[0]), 7.0)
+                for r in plan}
+    q = rank_quantiles({r.seed: 10 + 5 * r.messages[0]["content"].count(";") for r in plan})
+    want_oracle = {r.seed: virtual_deadline(r.arrival, q[r.seed], 7.0) for r in plan}
+    assert {(r["seed"], r["priority"]) for r in runs["ltr"]} == set(want_ltr.items())
+    assert {(r["seed"], r["priority"]) for r in runs["oracle"]} == set(want_oracle.items())
+    assert len(set(want_oracle.values())) > 1   # not all alike: the check could fail
+
+
 @pytest.fixture
 def started_servers(monkeypatch):
     seen = []
@@ -197,24 +273,41 @@ def started_servers(monkeypatch):
     return seen
 
 
+def _schedule_args(ranker, schedule="fcfs,ltr"):
+    """Extra flags for a scheduled run; the empty list for a plain one (schedule None)."""
+    return [] if schedule is None else ["--schedule", schedule, "--ranker", ranker]
+
+
+@pytest.mark.parametrize("schedule", [None, "fcfs,ltr"])
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
-def test_abort_mid_stream_stops_the_server(fake_vllm, tmp_path, monkeypatch, started_servers, exc):
-    def boom(*a, **k):
-        raise exc("injected")
+def test_abort_mid_stream_stops_the_server(fake_vllm, tmp_path, monkeypatch, started_servers, exc, schedule, tiny_ranker):
+    real = serve_bench.run_stream
+
+    def boom(*a, **k):   # with a schedule: fcfs runs, then the abort hits the priority server's stream
+        if schedule is None or k.get("prepare") is not None:
+            raise exc("injected")
+        return real(*a, **k)
 
     monkeypatch.setattr(serve_bench, "run_stream", boom)
     with pytest.raises(exc, match="injected"):
-        cli_main(_bench_args(tmp_path / "out", fake_vllm("m")))
-    assert len(started_servers) == 1
-    _assert_gone(started_servers[0].pgid)
+        cli_main(_bench_args(tmp_path / "out", fake_vllm("m"), extra=_schedule_args(tiny_ranker, schedule)))
+    assert len(started_servers) == (1 if schedule is None else 2)
+    if schedule:
+        assert "--scheduling-policy" not in started_servers[0].command
+        assert started_servers[1].command[-2:] == ["--scheduling-policy", "priority"]
+    for server in started_servers:
+        _assert_gone(server.pgid)
     assert not serve_bench._LIVE
 
 
-def test_server_crash_is_reported_with_its_log_and_its_children_killed(fake_vllm, tmp_path, capsys, started_servers):
-    assert cli_main(_bench_args(tmp_path / "out", fake_vllm("m", crash=True))) == 1
+@pytest.mark.parametrize("schedule", [None, "ltr"])
+def test_server_crash_is_reported_with_its_log_and_its_children_killed(fake_vllm, tmp_path, capsys, started_servers, schedule,
+                                                                       tiny_ranker):
+    assert cli_main(_bench_args(tmp_path / "out", fake_vllm("m", crash=True), extra=_schedule_args(tiny_ranker, schedule))) == 1
     err = capsys.readouterr().err
     assert "exited with code 3 before it was ready" in err and "fake crash: boom" in err
     assert "fake crash: boom" in json.loads((tmp_path / "out" / "summary.json").read_text())["error"]
+    assert ("--scheduling-policy" in started_servers[0].command) == (schedule is not None)
     _assert_gone(started_servers[0].pgid)   # the child outlived the leader; the group was killed
 
 
@@ -236,15 +329,69 @@ def test_stop_escalates_to_sigkill(fake_vllm, tmp_path):
     _assert_gone(server.pgid)
 
 
-def test_sigterm_stops_the_run_and_its_server(fake_vllm, tmp_path):
+def test_auto_window_is_the_first_fcfs_runs_largest_wait(fake_vllm, tmp_path, tiny_ranker, capsys):
+    model = fake_vllm("m", tokens=10, per_step=5)
+    args = _bench_args(tmp_path / "out", model, extra=["--schedule", "fcfs,ltr", "--ranker", tiny_ranker,
+                                                        "--ltr-window", "auto", "--rounds", "2"])
+    assert cli_main(args) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    m = summary["models"]["m"]
+    assert summary["config"]["ltr_window_s"] == "auto"
+    assert m["ltr_window_s"] == m["arms"]["fcfs"]["rounds"][0]["max_wait_s"] > 0
+    received = [json.loads(line) for line in open(Path(model) / "received.jsonl")]
+    assert any(r["priority"] > 0 for r in received if r["policy"] == "priority")
+    bad = _bench_args(tmp_path / "out2", model, extra=["--schedule", "ltr,fcfs", "--ranker", tiny_ranker, "--ltr-window", "auto"])
+    assert cli_main(bad) == 2
+    assert "--ltr-window auto takes the window from the first fcfs run" in capsys.readouterr().err
+
+
+def test_stream_keeps_its_concurrency_and_its_deadline(fake_vllm, tmp_path):
+    """Workers take the requests in plan order; one more is taken up only when one is answered, and
+    none after --max-duration (the fake server's answers take >= 1 s, whatever the machine's load)."""
+    model = fake_vllm("slow", tokens=5, delay=0.2)
+    port = free_port()
+    plan = make_plan(load_benchmark("toy"), 5, rate=math.inf, seed=0)
+    cmd = serve_bench.vllm_command(model, port=port, served_name="slow", seed=0, max_tokens=8, extra_args=[])
+    with VLLMServer(command=cmd, port=port, log_path=tmp_path / "server.log", startup_timeout=30):
+        full, _ = serve_load.run_stream(port, "slow", plan, concurrency=2, sampling={"max_tokens": 8},
+                                        request_timeout=30, max_duration=300)
+        cut, _ = serve_load.run_stream(port, "slow", plan, concurrency=2, sampling={"max_tokens": 8},
+                                       request_timeout=30, max_duration=0.5)
+    assert all(r.ok for r in full)
+    first_end = min(r.sent + r.latency for r in full[:2])
+    assert all(r.sent >= first_end - 0.01 for r in full[2:])
+    assert [r.ok for r in cut] == [True, True, False, False, False]
+    assert all("not sent: the stream ran past --max-duration" in r.error for r in cut[2:])
+
+
+def test_server_runs_at_the_niceness_asked_for_its_session_too(fake_vllm, tmp_path, capsys):
+    """bench-serve's client must not wait for a CPU-bound server on the same cores: the server's
+    processes are niced, and so is its session's autogroup where the kernel has them."""
+    model = fake_vllm("m")
+    port = free_port()
+    server = VLLMServer(command=serve_bench.vllm_command(model, port=port, served_name="m", seed=0, max_tokens=8, extra_args=[]),
+                        port=port, log_path=tmp_path / "server.log", startup_timeout=30, nice=7)
+    with server:
+        assert os.getpriority(os.PRIO_PROCESS, server.pgid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
+        group = Path(f"/proc/{server.pgid}/autogroup")
+        if group.exists():
+            assert group.read_text().split()[-1] == "7"
+    _assert_gone(server.pgid)
+    assert cli_main(_bench_args(tmp_path / "out", model, extra=["--server-nice", "20"])) == 2
+    assert "--server-nice must be a niceness from 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("schedule", [None, "ltr"])
+def test_sigterm_stops_the_run_and_its_server(fake_vllm, tmp_path, schedule, tiny_ranker):
     model = fake_vllm("slow", tokens=60, delay=0.2)   # each answer takes ~12 s
     out = tmp_path / "out"
-    code = ("import sys\nfrom conciser.eval import serve_bench\n"
-            f"serve_bench.vllm_launcher = lambda: [sys.executable, {str(tmp_path / 'fake_vllm_server.py')!r}]\n"
+    argv = _bench_args(out, model, extra=_schedule_args(tiny_ranker, schedule))
+    code = ("import sys\nfrom conciser.eval import serve_server\n"
+            f"serve_server.vllm_launcher = lambda: [sys.executable, {str(tmp_path / 'fake_vllm_server.py')!r}]\n"
             "from conciser.cli import main\n"
-            f"sys.exit(main({_bench_args(out, model)!r}))\n")
+            f"sys.exit(main({argv!r}))\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    log = out / "server-slow.log"
+    log = out / ("server-slow.log" if schedule is None else "server-slow-0-priority.log")
     deadline = time.monotonic() + 60
     while not (log.is_file() and "fake server ready" in log.read_text()):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-2000:]
@@ -279,7 +426,7 @@ def test_cpu_kv_cache_default_is_an_integer_vllm_can_read(monkeypatch):
     parser = argparse.ArgumentParser()
     serve_bench.add_arguments(parser)
     args = parser.parse_args(["--model", "m", "--out", "o"])
-    assert serve_bench._server_env(args.cpu_kv_cache_gib)["VLLM_CPU_KVCACHE_SPACE"] == "4"
+    assert serve_server.server_env(args.cpu_kv_cache_gib)["VLLM_CPU_KVCACHE_SPACE"] == "4"
     with pytest.raises(SystemExit):
         parser.parse_args(["--model", "m", "--out", "o", "--cpu-kv-cache-gib", "1.5"])
 
@@ -303,14 +450,14 @@ def _vllm_toy_model(path, seed):
 def test_vllm_serve_two_toy_models_with_an_injected_failure(tmp_path, monkeypatch, capsys):
     pytest.importorskip("vllm")
     a, b = _vllm_toy_model(tmp_path / "a", seed=0), _vllm_toy_model(tmp_path / "b", seed=1)
-    real_send = serve_bench.send_request
+    real_send = serve_load.send_request
 
     def send(port, body, timeout):   # request 4 of model b fails, as if the connection dropped
         if body["model"] == "b" and body["seed"] == 4:
             raise ConnectionResetError("injected")
         return real_send(port, body, timeout)
 
-    monkeypatch.setattr(serve_bench, "send_request", send)
+    monkeypatch.setattr(serve_load, "send_request", send)
     out = tmp_path / "out"
     args = _bench_args(out, a, b, extra=[
         "--max-tokens", "24", "--startup-timeout", "300", "--cpu-kv-cache-gib", "1",
@@ -326,4 +473,30 @@ def test_vllm_serve_two_toy_models_with_an_injected_failure(tmp_path, monkeypatc
     assert set(summary["ratios"]["b"]) >= {"tokens_per_answer", "latency_p50", "ttft_p50", "requests_per_s"}
     for name in ("a", "b"):
         _assert_gone(summary["models"][name]["server_pid"])
+    assert not serve_bench._LIVE
+
+
+@pytest.mark.vllm
+def test_vllm_serve_priority_policy_takes_the_ltr_priorities(tmp_path, tiny_ranker):
+    """The real server under `--scheduling-policy priority` accepts each request's priority (vLLM
+    answers HTTP 400 to a field it does not know) and is stopped. One server: the fcfs server is
+    the plain path tested above, and the oracle arm differs from ltr only in the client."""
+    pytest.importorskip("vllm")
+    model = _vllm_toy_model(tmp_path / "m", seed=0)
+    out = tmp_path / "out"
+    args = _bench_args(out, model, extra=[
+        "--max-tokens", "16", "--startup-timeout", "300", "--cpu-kv-cache-gib", "1", "--schedule", "ltr",
+        "--ranker", tiny_ranker, "--ltr-window", "5",
+        "--vllm-args", "--enforce-eager --distributed-executor-backend uni --max-model-len 512 --max-num-seqs 2"])
+    args[args.index("--rate") + 1] = "20"
+    assert cli_main(args) == 0
+    m = json.loads((out / "summary.json").read_text())["models"]["m"]
+    cmd = m["servers"][0]["command"]
+    assert len(m["servers"]) == 1 and cmd[cmd.index("--scheduling-policy") + 1] == "priority"
+    metrics = m["arms"]["ltr"]["metrics"]
+    assert metrics["ok"] == 6 and metrics["max_wait_s"] >= metrics["ttft_p50"] > 0
+    rows = [json.loads(line) for line in (out / "requests-m-ltr.jsonl").read_text().splitlines()]
+    assert all(isinstance(r["priority"], int) and r["prepare_s"] > 0 for r in rows)
+    assert len({r["priority"] for r in rows}) > 1
+    _assert_gone(m["server_pid"])
     assert not serve_bench._LIVE

@@ -6,7 +6,9 @@ import pytest
 
 pytest.importorskip("vllm")
 
+from conciser.eval import generate  # noqa: E402
 from conciser.eval import run as run_mod  # noqa: E402
+from conciser.eval.config import EvalConfig  # noqa: E402
 from conciser.eval.backends import Request, TransformersBackend  # noqa: E402
 
 pytestmark = pytest.mark.vllm
@@ -22,9 +24,9 @@ def vllm_toy(tmp_path_factory):
     tok = toy.build_tokenizer()
     build_model(ToyBaseConfig(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=128), tok).save_pretrained(path)
     tok.save_pretrained(path)
-    cfg = run_mod.EvalConfig(model=str(path), backend="vllm", dtype="float32")
-    tokenizer = run_mod.load_tokenizer(str(path))
-    backend = run_mod._backend_factory(cfg, tokenizer, max_model_len=512)   # the path evaluate() takes
+    cfg = EvalConfig(model=str(path), backend="vllm", dtype="float32")
+    tokenizer = generate.load_tokenizer(str(path))
+    backend = generate.backend_factory(cfg, tokenizer, max_model_len=512)   # the path evaluate() takes
     yield path, tokenizer, backend
     backend.close()
 
@@ -60,7 +62,7 @@ def test_vllm_matches_transformers_greedy_and_counts_tokens_alike(vllm_toy):
 
 def test_vllm_evaluate_toy_and_resume(vllm_toy, tmp_path):
     path, _, backend = vllm_toy
-    cfg = run_mod.EvalConfig(model=str(path), benchmarks=["toy"], n=2, limit=6, backend="vllm", out_dir=tmp_path / "a",
+    cfg = EvalConfig(model=str(path), benchmarks=["toy"], n=2, limit=6, backend="vllm", out_dir=tmp_path / "a",
                              progress=False, print_table=False)
     s = run_mod.evaluate_many(cfg, _backend=backend)["toy"]
     assert s["backend"] == "vllm" and s["n_samples"] == 12 and s["temperature"] == 0.6 and "by_level" in s
@@ -76,3 +78,25 @@ def test_vllm_evaluate_toy_and_resume(vllm_toy, tmp_path):
     assert stable(resumed) == stable(s)
     assert [json.loads(x)["text"] for x in lines] == \
         [json.loads(x)["text"] for x in (tmp_path / "b" / "toy" / "samples.jsonl").read_text().splitlines()]
+
+
+def test_vllm_budget_sweep_and_resume(vllm_toy, tmp_path):
+    """The forced answers go through the engine too (prefix caching shares the cut prefixes)."""
+    path, _, backend = vllm_toy
+    cfg = EvalConfig(model=str(path), benchmarks=["toy"], n=2, limit=4, backend="vllm", budgets=[8, 16, 32],
+                     out_dir=tmp_path / "a", progress=False, print_table=False)
+    s = run_mod.evaluate_many(cfg, _backend=backend)["toy"]
+    curve = json.loads((tmp_path / "a" / "toy" / "budget_curve.json").read_text())
+    assert [c["budget"] for c in curve] == [8, 16, 32] and s["budget_auc"] is not None
+    rows = (tmp_path / "a" / "toy" / "budget_samples.jsonl").read_text().splitlines()
+    assert rows and all(json.loads(r)["tokens"] <= json.loads(r)["budget"] + len(json.loads(r)["ids"]) for r in rows)
+    # killed after 3 forced answers: the same summary and curve
+    (tmp_path / "b" / "toy").mkdir(parents=True)
+    for f in ("run.json", "samples.jsonl"):
+        (tmp_path / "b" / "toy" / f).write_text((tmp_path / "a" / "toy" / f).read_text())
+    (tmp_path / "b" / "toy" / "budget_samples.jsonl").write_text("\n".join(rows[:3]) + "\n")
+    cfg.out_dir = tmp_path / "b"
+    resumed = run_mod.evaluate_many(cfg, _backend=backend)["toy"]
+    stable = lambda d: {k: v for k, v in d.items() if k not in run_mod.VOLATILE_KEYS}  # noqa: E731
+    assert resumed["samples_generated"] == len(rows) - 3 and stable(resumed) == stable(s)
+    assert json.loads((tmp_path / "b" / "toy" / "budget_curve.json").read_text()) == curve

@@ -4,20 +4,19 @@ Run: .venv/bin/pytest tests/rewards/test_cosine.py
 """
 
 import math
+from functools import partial
 
 import pytest
 
-from conciser.rewards import RolloutBatch, build_reward
+from conciser.rewards import build_reward
+
+from batches import make_batch
 
 C = math.cos
 PI = math.pi
 
 
-def mk(lengths, correct, format_ok=None, truncated=None, max_length=1000):
-    n = len(lengths)
-    return RolloutBatch(problem_ids=["q"] * n, lengths=lengths, correct=correct,
-                        truncated=truncated or [False] * n, format_ok=format_ok or [True] * n,
-                        max_length=max_length)
+mk = partial(make_batch, max_length=1000)
 
 
 CASES = [  # T = 1000, correct: +2 at 0 -> +1 at T; wrong: -10 at 0 -> 0 at T; exceed -10

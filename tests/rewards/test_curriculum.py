@@ -3,17 +3,16 @@
 Run: .venv/bin/pytest tests/rewards/test_curriculum.py
 """
 
+from functools import partial
+
 import pytest
 
-from conciser.rewards import RolloutBatch, build_reward
+from conciser.rewards import build_reward
+
+from batches import make_batch
 
 
-def mk(lengths, correct, texts=None, format_ok=None, truncated=None, step=0, max_length=1024,
-       ids=None):
-    n = len(lengths)
-    return RolloutBatch(problem_ids=ids or ["q"] * n, lengths=lengths, correct=correct,
-                        truncated=truncated or [False] * n, format_ok=format_ok or [True] * n,
-                        max_length=max_length, step=step, texts=texts)
+mk = partial(make_batch, max_length=1024)
 
 
 @pytest.mark.parametrize("config,steps,expected", [

@@ -3,16 +3,16 @@
 Run: .venv/bin/pytest tests/rewards/test_dler.py
 """
 
+from functools import partial
+
 import pytest
 
-from conciser.rewards import RolloutBatch, build_reward
+from conciser.rewards import build_reward
+
+from batches import make_batch
 
 
-def mk(lengths, correct, ids=None, truncated=None, format_ok=None, max_length=8000):
-    n = len(lengths)
-    return RolloutBatch(problem_ids=ids or ["q"] * n, lengths=lengths, correct=correct,
-                        truncated=truncated or [False] * n, format_ok=format_ok or [True] * n,
-                        max_length=max_length)
+mk = partial(make_batch, max_length=8000)
 
 
 DLER = [
@@ -45,7 +45,9 @@ def test_dler_table(case, config, batch, expected):
 def test_sampling_scores_are_unmodified():
     b = mk(lengths=[4000, 4000, 10], correct=[True, False, True], truncated=[True, True, False],
            max_length=4000)
-    assert build_reward("dler").sampling_scores(b) == [1.0, 0.0, 1.0]
+    r = build_reward("dler")
+    assert r(b) == [0.1, 0.0, 1.0]                                 # the stop multiplier acts on the reward...
+    assert r.sampling_scores(b, r(b)) == [1.0, 0.0, 1.0]           # ...not on what dynamic sampling compares
 
 
 # DA-DLER, default threshold 0.5 and lengths (4000 for p < 0.5, 2000 for p >= 0.5)

@@ -5,17 +5,16 @@ Run: .venv/bin/pytest tests/rewards/test_dot.py
 
 import math
 import statistics
+from functools import partial
 
 import pytest
 
-from conciser.rewards import RolloutBatch, build_reward
+from conciser.rewards import build_reward
+
+from batches import make_batch
 
 
-def mk(lengths, correct=None, ids=None, truncated=None, format_ok=None, max_length=8000):
-    n = len(lengths)
-    return RolloutBatch(problem_ids=ids or ["q"] * n, lengths=lengths,
-                        correct=correct or [True] * n, truncated=truncated or [False] * n,
-                        format_ok=format_ok or [True] * n, max_length=max_length)
+mk = partial(make_batch, max_length=8000)
 
 
 def test_reward_is_binary_and_truncation_is_no_answer():

@@ -11,11 +11,15 @@ import pytest
 from conciser import toy
 from conciser.rewards import grading
 from conciser.rewards.grading import (
-    GRADERS, Grade, extract_answer, get_grader, grade, grade_batch, grade_toy, grade_toy_batch,
+    EXTRACTIONS, GRADERS, Grade, extract_answer, get_grader, grade, grade_batch, grade_toy, grade_toy_batch,
+    unparseable_golds,
 )
 
 # Far beyond anything sympy can evaluate: math-verify would spend hours on it.
 TOWER = "2^{2^{2^{2^{2^{2^{2^{2^{2^{2}}}}}}}}}"
+# The tower alone is known hopeless without trying (see test_shortcuts.py); plus one it is not a
+# single term, so math-verify tries (and hangs evaluating it): the item reaches the pool and its deadline.
+HUNG = TOWER + "+1"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -142,10 +146,12 @@ def test_keyword_only():
 def test_batch_equals_serial_equals_math_verify():
     golds = [r[1] for r in ROWS]
     completions = [r[2] for r in ROWS]
+    # A deadline no row comes near, on any machine: this compares verdicts, and under heavy load one row
+    # once ran past the default 5 s in the pool but not serially (timeouts are tested on their own below).
     grading.clear_cache()
-    batch = grade_batch(golds=golds, completions=completions, workers=2)
+    batch = grade_batch(golds=golds, completions=completions, workers=2, timeout=60.0)
     grading.clear_cache()
-    serial = [grade(gold=g, completion=c) for g, c in zip(golds, completions)]
+    serial = [grade(gold=g, completion=c, timeout=60.0) for g, c in zip(golds, completions)]
     assert batch == serial
     # ... and both are what math-verify says when called directly, in this process.
     for (_, gold, _, _, _), g in zip(ROWS, batch):
@@ -176,26 +182,33 @@ def test_power_tower_times_out_within_deadline():
     grade(gold="1", completion=done("1"))  # the pool is up, so we time grading, not start-up
     deadline = 1.5
     t0 = time.monotonic()
-    g = grade(gold="2", completion=done(TOWER), timeout=deadline)
+    g = grade(gold="2", completion=done(HUNG), timeout=deadline)
     elapsed = time.monotonic() - t0
-    assert g == Grade(correct=False, extracted=TOWER, timed_out=True, error="timeout")
+    assert g == Grade(correct=False, extracted=HUNG, timed_out=True, error="timeout")
     assert elapsed < deadline + 10
     # the killed worker was replaced: grading goes on
     assert grade(gold="2", completion=done("2.0")).correct
 
 
 def test_batch_with_a_hanging_item_returns_every_other_verdict():
-    rows = ROWS[:12] + [("tower", "2", done(TOWER), False, "timeout")] + ROWS[12:24]
+    rows = ROWS[:12] + [("tower", "2", done(HUNG), False, "timeout")] + ROWS[12:24]
     grading.clear_cache()
+    # The deadline leaves room for a loaded machine: every other item must still get its verdict.
     t0 = time.monotonic()
-    got = grade_batch(golds=[r[1] for r in rows], completions=[r[2] for r in rows], timeout=3.0,
+    got = grade_batch(golds=[r[1] for r in rows], completions=[r[2] for r in rows], timeout=8.0,
                       workers=2)
-    assert time.monotonic() - t0 < 3.0 + 20
+    # a guard against waiting on the hung item without end, not a speed check (bench/grading measures speed):
+    # under the load of a vLLM bench beside the test-suite this batch once took 95 s
+    assert time.monotonic() - t0 < 8.0 + 240
     assert [(g.correct, g.error) for g in got] == [(r[3], r[4]) for r in rows]
     assert [g.timed_out for g in got] == [r[0] == "tower" for r in rows]
 
 
-def test_crashed_worker_is_reported_and_replaced():
+def test_crashed_worker_is_reported_and_replaced(monkeypatch):
+    from conciser.rewards import workers
+
+    # No suspicion: on a loaded machine the kill may come late, and a suspect's task would be requeued.
+    monkeypatch.setattr(workers, "SUSPECT_FRACTION", 1.0)
     grade(gold="1", completion=done("1.0"))
     killed = []
 
@@ -210,9 +223,9 @@ def test_crashed_worker_is_reported_and_replaced():
             time.sleep(0.05)
 
     threading.Thread(target=kill_when_busy, daemon=True).start()
-    got = grade_batch(golds=["2"], completions=[done(TOWER)], timeout=30.0, workers=1)
+    got = grade_batch(golds=["2"], completions=[done(HUNG)], timeout=30.0, workers=1)
     assert killed
-    assert got == [Grade(correct=False, extracted=TOWER, timed_out=False, error="worker_crashed")]
+    assert got == [Grade(correct=False, extracted=HUNG, timed_out=False, error="worker_crashed")]
     assert grade(gold="2", completion=done("2.0")).correct
 
 
@@ -271,3 +284,58 @@ def test_registry():
     # every grader takes the same call
     for name in GRADERS:
         assert get_grader(name)(golds=["7"], completions=["</think> \\boxed{7}"], timeout=5.0)[0].correct
+
+
+# ---------------------------------------------------------------- answer extraction modes
+
+# (case, gold, completion, boxed: (correct, extracted, error), lenient: (correct, extracted, error)).
+# "lenient" falls back to math-verify's own extraction only when no box follows the thinking.
+EXTRACTION_ROWS = [
+    ("boxed", "12", "<think>try 11</think> So it is \\boxed{12}.",
+     (True, "12", None), (True, "12", None)),
+    ("unboxed last number", "8", "There are 3 apples, then 5 more, so 8.",
+     (False, None, "no_answer"), (True, "8", None)),
+    ("unboxed expression", "\\frac{3}{4}", "<think>half of 1.5</think> We get $\\frac{3}{4}$ as the result.",
+     (False, None, "no_answer"), (True, "\\frac{3}{4}", None)),
+    ("unboxed wrong expression", "\\frac{3}{4}", "The final answer is $\\frac{2}{3}$. I hope it is correct.",
+     (False, None, "no_answer"), (False, "\\frac{2}{3}", None)),
+    ("no answer", "8", "<think>no idea</think> I cannot solve this.",
+     (False, None, "no_answer"), (False, None, "no_answer")),
+    ("answer only inside the thinking", "7", "<think>it is 7, so \\boxed{7}</think> Hmm, not sure.",
+     (False, None, "no_answer"), (False, None, "no_answer")),
+    ("thinking cut off", "7", "<think>it is 7", (False, None, "unclosed_think"), (False, None, "unclosed_think")),
+    ("box cut off is not replaced by a number", "12", "So 3 + 9 gives \\boxed{1",
+     (False, None, "no_answer"), (False, None, "no_answer")),
+]
+
+
+@pytest.mark.parametrize("case,gold,completion,boxed,lenient", EXTRACTION_ROWS, ids=[r[0] for r in EXTRACTION_ROWS])
+def test_extraction_modes(case, gold, completion, boxed, lenient):
+    for mode, want in (("boxed", boxed), ("lenient", lenient)):
+        g = grade(gold=gold, completion=completion, extraction=mode)
+        assert (g.correct, g.extracted, g.error) == want, mode
+        assert extract_answer(completion, extraction=mode) == want[1]
+    # the default stays "boxed": training rewards must not credit unboxed answers
+    assert grade(gold=gold, completion=completion) == grade(gold=gold, completion=completion, extraction="boxed")
+
+
+def test_extraction_mode_reaches_every_grader():
+    assert EXTRACTIONS == ("boxed", "lenient")
+    unboxed = "<think> a: 1 + 2 = 3 . </think> it is 3 <|end|>"
+    for name in GRADERS:
+        assert not get_grader(name)(golds=["3"], completions=[unboxed])[0].correct
+        assert get_grader(name)(golds=["3"], completions=[unboxed], extraction="lenient")[0].correct
+    assert grade_toy(gold="3", completion=unboxed, extraction="lenient").extracted == "3"
+    with pytest.raises(ValueError, match="unknown extraction 'loose'; valid: boxed, lenient"):
+        grade_batch(golds=["1"], completions=["1"], extraction="loose")
+    with pytest.raises(ValueError, match="unknown extraction"):
+        extract_answer("1", extraction="loose")
+
+
+def test_unparseable_golds():
+    # "}{" yields nothing to parse (GOLD_PARSE_ERROR); a blank gold has nothing to compare with.
+    # Broken LaTeX such as "\\frac{1}{" is not flagged: math-verify falls back to its raw string,
+    # and the verdict path counts that as a parsed gold (it can match an identical string only).
+    golds = ["\\frac{1}{2}", "}{", "0", "", "x=3", "\\text{(C)}"]
+    assert unparseable_golds(golds) == [1, 3]
+    assert unparseable_golds([]) == []

@@ -4,21 +4,20 @@ Run: .venv/bin/pytest tests/rewards/test_grpo_lambda.py
 """
 
 import math
+from functools import partial
 
 import pytest
 
-from conciser.rewards import RolloutBatch, build_reward
+from conciser.rewards import build_reward
+
+from batches import make_batch
 
 
 def sig(z):
     return 1 / (1 + math.exp(-z))
 
 
-def mk(lengths, correct, ids, format_ok=None, truncated=None, max_length=8000):
-    n = len(lengths)
-    return RolloutBatch(problem_ids=ids, lengths=lengths, correct=correct,
-                        truncated=truncated or [False] * n, format_ok=format_ok or [True] * n,
-                        max_length=max_length)
+mk = partial(make_batch, max_length=8000)
 
 
 def groups(*specs):

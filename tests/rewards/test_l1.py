@@ -3,16 +3,16 @@
 Run: .venv/bin/pytest tests/rewards/test_l1.py
 """
 
+from functools import partial
+
 import pytest
 
-from conciser.rewards import RolloutBatch, build_reward
+from conciser.rewards import build_reward
+
+from batches import make_batch
 
 
-def mk(lengths, correct, targets, format_ok=None, truncated=None, max_length=8000):
-    n = len(lengths)
-    return RolloutBatch(problem_ids=["q"] * n, lengths=lengths, correct=correct,
-                        truncated=truncated or [False] * n, format_ok=format_ok or [True] * n,
-                        max_length=max_length, target_lengths=targets)
+mk = partial(make_batch, max_length=8000)
 
 
 EXACT = [  # alpha = 0.0003
@@ -55,8 +55,7 @@ def test_l1_max_table(case, config, batch, expected):
 
 @pytest.mark.parametrize("name", ["l1_exact", "l1_max"])
 def test_needs_target_lengths(name):
-    b = RolloutBatch(problem_ids=["q"], lengths=[1], correct=[True], truncated=[False],
-                     format_ok=[True], max_length=10)
+    b = make_batch([1], max_length=10)
     with pytest.raises(ValueError, match="needs RolloutBatch.target_lengths"):
         build_reward(name)(b)
 

@@ -6,19 +6,18 @@ Run: .venv/bin/pytest tests/rewards/test_laser_d.py
 import dataclasses
 import json
 import random
+from functools import partial
 
 import pytest
 
-from conciser.rewards import RolloutBatch, build_reward
+from conciser.rewards import build_reward
 from conciser.rewards.laser_d import (is_repetitive, length_grid, min_correct, monitor_bucket,
                                       training_bucket)
 
+from batches import make_batch
 
-def mk(lengths, correct, ids, truncated=None, format_ok=None, max_length=40, step=0, **kw):
-    n = len(lengths)
-    return RolloutBatch(problem_ids=ids, lengths=lengths, correct=correct,
-                        truncated=truncated or [False] * n, format_ok=format_ok or [True] * n,
-                        max_length=max_length, step=step, **kw)
+
+mk = partial(make_batch, max_length=40)
 
 
 @pytest.mark.parametrize("lower,upper,step,expected", [
@@ -176,9 +175,9 @@ def test_repetition_detector(tokens, expected):
 
 def test_training_source_refreshes_every_n_steps():
     r = build_reward("laser_d", coverage_source="training", refresh_every=20, **CFG)
-    assert r.monitor_due(0)
+    assert r.refresh_due(0) and not r.monitor_due(0)  # no monitor set to sample: training batches refresh
     r.observe(mk(lengths=[5, 6, 7, 8], correct=[True] * 4, ids=["e"] * 4, step=0))
-    assert r.bucket_targets(40)["easy"] == 10 and not r.monitor_due(19)
+    assert r.bucket_targets(40)["easy"] == 10 and not r.refresh_due(19)
     r.observe(mk(lengths=[30, 30, 30, 30], correct=[True] * 4, ids=["f"] * 4, step=5))
     assert r.bucket_targets(40)["easy"] == 10  # window collected, not yet refreshed
     r.observe(mk(lengths=[30, 30, 30, 30], correct=[True] * 4, ids=["f"] * 4, step=20))

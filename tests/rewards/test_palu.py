@@ -4,17 +4,16 @@ Run: .venv/bin/pytest tests/rewards/test_palu.py
 """
 
 import json
+from functools import partial
 
 import pytest
 
-from conciser.rewards import RolloutBatch, build_reward
+from conciser.rewards import build_reward
+
+from batches import make_batch
 
 
-def mk(lengths, correct=None, ids=None, format_ok=None, truncated=None, max_length=1000, step=0):
-    n = len(lengths)
-    return RolloutBatch(problem_ids=ids or ["q"] * n, lengths=lengths,
-                        correct=correct or [True] * n, truncated=truncated or [False] * n,
-                        format_ok=format_ok or [True] * n, max_length=max_length, step=step)
+mk = partial(make_batch, max_length=1000)
 
 
 def test_unseen_question_has_the_full_budget():

@@ -10,6 +10,7 @@ import random
 import pytest
 
 from conciser.rewards import REWARDS, RolloutBatch, build_reward
+from conciser.rewards.reference import ProblemStats, ReferenceStats
 
 
 def valid(**over):
@@ -68,7 +69,7 @@ def test_unknown_key_names_reward_and_key(name):
 def random_batch(rng, step):
     max_length = rng.choice([64, 4096, 20480])
     n_groups, g = rng.randint(1, 5), rng.randint(1, 6)
-    ids, lengths, correct, truncated, fmt, texts, targets = [], [], [], [], [], [], []
+    ids, lengths, correct, truncated, fmt, texts, targets, think, entropies = [], [], [], [], [], [], [], [], []
     for k in range(n_groups):
         for _ in range(g):
             t = rng.random() < 0.2
@@ -79,20 +80,33 @@ def random_batch(rng, step):
             fmt.append(rng.random() < 0.9)
             correct.append(rng.random() < 0.5)
             texts.append(" ".join(rng.choice(["a", "b", "wait", "so"]) for _ in range(rng.randint(0, 30)))
-                         + rng.choice(["", "<think>x</think> <answer>4</answer>"]))
+                         + rng.choice(["", "<think>x</think> <answer>4</answer>", "<think> a=4. so 4</think>\\boxed{4}"]))
             targets.append(rng.randint(1, 5000))
+            think.append(rng.randint(0, n))
+            entropies.append([rng.choice([None, rng.uniform(0, 3)]) for _ in range(2)])
     return RolloutBatch(problem_ids=ids, lengths=lengths, correct=correct, truncated=truncated,
                         format_ok=fmt, max_length=max_length, step=step, texts=texts,
-                        target_lengths=targets)
+                        target_lengths=targets, think_lengths=think,
+                        answer_lengths=[n - t for n, t in zip(lengths, think)],
+                        think_entropies=[e[0] for e in entropies], answer_entropies=[e[1] for e in entropies])
 
 
 SMALL = {"soft_overlong": dict(cache_length=16)}  # its paper cache (4096) must fit under the cap
 
 
+def with_reference(reward):
+    """A reward that scores against reference statistics gets some for every id `random_batch` draws."""
+    if reward.reference_stats() is not None:
+        rng = random.Random(7)
+        reward.use_reference(ReferenceStats({f"p{i}-{k}": ProblemStats(rng.uniform(1, 5000), rng.random(), 4)
+                                             for i in range(7) for k in range(5)}, "REF"))
+    return reward
+
+
 @pytest.mark.parametrize("name", sorted(REWARDS))
 def test_finite_pure_and_state_round_trip_on_random_batches(name):
     rng = random.Random(1234)
-    reward = build_reward(name, **SMALL.get(name, {}))
+    reward = with_reference(build_reward(name, **SMALL.get(name, {})))
     for step in range(25):
         batch = random_batch(rng, step)
         state = json.dumps(reward.state_dict(), sort_keys=True)
@@ -104,7 +118,7 @@ def test_finite_pure_and_state_round_trip_on_random_batches(name):
         reward.observe(batch)
         d = json.loads(json.dumps(reward.state_dict()))
         assert "version" in d
-        fresh = build_reward(name, **SMALL.get(name, {}))
+        fresh = with_reference(build_reward(name, **SMALL.get(name, {})))
         fresh.load_state_dict(d)
         assert fresh.state_dict() == reward.state_dict()
         assert fresh(batch) == reward(batch)

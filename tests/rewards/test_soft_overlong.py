@@ -3,16 +3,16 @@
 Run: .venv/bin/pytest tests/rewards/test_soft_overlong.py
 """
 
+from functools import partial
+
 import pytest
 
-from conciser.rewards import RolloutBatch, build_reward
+from conciser.rewards import build_reward
+
+from batches import make_batch
 
 
-def mk(lengths, correct, format_ok=None, truncated=None, max_length=20480):
-    n = len(lengths)
-    return RolloutBatch(problem_ids=["q"] * n, lengths=lengths, correct=correct,
-                        truncated=truncated or [False] * n, format_ok=format_ok or [True] * n,
-                        max_length=max_length)
+mk = partial(make_batch, max_length=20480)
 
 
 CASES = [  # L_max = 20480, L_cache = 4096: ramp from 16384 to 20480

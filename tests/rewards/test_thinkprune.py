@@ -3,16 +3,16 @@
 Run: .venv/bin/pytest tests/rewards/test_thinkprune.py
 """
 
+from functools import partial
+
 import pytest
 
-from conciser.rewards import RolloutBatch, build_reward
+from conciser.rewards import build_reward
+
+from batches import make_batch
 
 
-def mk(lengths, correct, format_ok=None, truncated=None, step=0, max_length=8000):
-    n = len(lengths)
-    return RolloutBatch(problem_ids=["q"] * n, lengths=lengths, correct=correct,
-                        truncated=truncated or [False] * n, format_ok=format_ok or [True] * n,
-                        max_length=max_length, step=step)
+mk = partial(make_batch, max_length=8000)
 
 
 def test_single_stage_default_cap_4000():

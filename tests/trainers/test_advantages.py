@@ -21,6 +21,13 @@ CENTRED = [0.75, -0.25, -0.25, -0.25, 0.25, 0.25, -0.75, 0.25]
 BATCH_WHITENED = [c / math.sqrt(1.5 / 7 + 1e-8) for c in CENTRED]
 GROUP_STD = [math.sqrt(0.75 / 3)] * 8  # each group's unbiased std = 0.5 (TRL adds 1e-4)
 GRPO = [c / (s + 1e-4) for c, s in zip(CENTRED, GROUP_STD)]
+# GRPO-LEAD: w(x) = 0.4 + 1.1 / (1 + exp(10 (x - 0.75))); solve rates 1/4 and 3/4. A positive advantage takes
+# w(rho), a negative one w(1 - rho): w(1/4) = 0.4 + 1.1 / (1 + e^-5) for the hard group's right answer and the
+# easy group's wrong one, w(3/4) = 0.95 for the others.
+HARD = 0.4 + 1.1 / (1 + math.exp(-5))
+GRPO_LEAD = [g * w for g, w in zip(GRPO, [HARD, 0.95, 0.95, 0.95, 0.95, 0.95, HARD, 0.95])]
+# raw + whiten: batch mean 1/2; squared deviations 8 x .5^2 = 2, unbiased var 2/7
+RAW_WHITENED = [(r - 0.5) / math.sqrt(2 / 7 + 1e-8) for r in REWARDS]
 
 
 def _batch(lengths, solved, group=4, max_length=100):
@@ -39,7 +46,7 @@ def _inp(rewards, tokens=None, trl=None, batch=None, scores=None, reward=None):
 
 
 def test_batch_whitening_per_sequence():
-    adv, metrics = build_estimator("batch")(_inp(REWARDS))
+    adv, metrics = build_estimator("batch").advantages(_inp(REWARDS))
     assert adv.tolist() == pytest.approx(BATCH_WHITENED, abs=1e-6)
     assert metrics["advantage/centred_std"] == pytest.approx(math.sqrt(1.5 / 7))
     assert metrics["advantage/mean"] == pytest.approx(0.0, abs=1e-7)
@@ -50,17 +57,17 @@ def test_batch_whitening_token_weighted_as_verl():
     tokens = [3.0, 1, 1, 1, 1, 1, 1, 1]
     mu = 0.15
     var = sum(w * (c - mu) ** 2 for w, c in zip(tokens, CENTRED)) / (sum(tokens) - 1)
-    adv, _ = build_estimator("batch", {"token_weighted": True})(_inp(REWARDS, tokens=tokens))
+    adv, _ = build_estimator("batch", {"token_weighted": True}).advantages(_inp(REWARDS, tokens=tokens))
     assert adv.tolist() == pytest.approx([(c - mu) / math.sqrt(var + 1e-8) for c in CENTRED], abs=1e-6)
 
 
 def test_batch_whitening_all_equal_batch_is_zero():
-    adv, _ = build_estimator("batch")(_inp([1.0] * 8))
+    adv, _ = build_estimator("batch").advantages(_inp([1.0] * 8))
     assert adv.tolist() == [0.0] * 8
 
 
 def test_group_passes_trl_through():
-    adv, metrics = build_estimator("group")(_inp(REWARDS, trl=GRPO))
+    adv, metrics = build_estimator("group").advantages(_inp(REWARDS, trl=GRPO))
     assert adv.tolist() == pytest.approx(GRPO)
     assert metrics["advantage/zero_frac"] == 0.0
 
@@ -70,8 +77,8 @@ def test_drpo_weights_hand_computed():
     # scores -1, -2 (tau = 10 -> logits -.1, -.2); group 1 all correct: dead, weights 0.
     reward = build_reward("drpo", lam=0.1, tau=10.0)
     batch = _batch([10, 20, 30, 40, 5, 5, 5, 5], [True, True, False, False, True, True, True, True])
-    w, metrics = build_estimator("drpo")(_inp([1, 1, 0, 0, 1, 1, 1, 1.0], batch=batch, reward=reward,
-                                              scores=[-0.5, -0.7, -1.0, -2.0, -1, -1, -1, -1]))
+    w, metrics = build_estimator("drpo").advantages(_inp([1, 1, 0, 0, 1, 1, 1, 1.0], batch=batch, reward=reward,
+                                                         scores=[-0.5, -0.7, -1.0, -2.0, -1, -1, -1, -1]))
     e = math.exp(1)
     neg = [math.exp(-0.1), math.exp(-0.2)]
     expected = [e / (e + 1), 1 / (e + 1), -neg[0] / sum(neg), -neg[1] / sum(neg), 0, 0, 0, 0]
@@ -80,6 +87,41 @@ def test_drpo_weights_hand_computed():
     lse = 10 * math.log(sum(neg) / 2)
     objective = e / (e + 1) * -0.5 + 1 / (e + 1) * -0.7 - lse
     assert metrics["drpo/objective"] == pytest.approx(objective / 2)
+
+
+def test_grpo_lead_reweights_by_difficulty():
+    adv, metrics = build_estimator("grpo_lead").advantages(_inp(REWARDS, trl=GRPO))
+    assert adv.tolist() == pytest.approx(GRPO_LEAD, abs=1e-6)
+    assert metrics["grpo_lead/weight_mean"] == pytest.approx((2 * HARD + 6 * 0.95) / 8)
+
+
+def test_grpo_lead_weight_curve_and_all_equal_groups():
+    est = build_estimator("grpo_lead", {"min_weight": 0.5, "max_weight": 2.0, "midpoint": 0.5, "steepness": 4})
+    assert [est.weight(x) for x in (0.0, 0.5, 1.0)] == pytest.approx(
+        [0.5 + 1.5 / (1 + math.exp(-2)), 1.25, 0.5 + 1.5 / (1 + math.exp(2))])
+    # all-right and all-wrong groups have advantage 0 from TRL, and stay 0
+    adv, _ = build_estimator("grpo_lead").advantages(_inp([1.0] * 4 + [0.0] * 4))
+    assert adv.tolist() == [0.0] * 8
+
+
+@pytest.mark.parametrize("params,match", [({"min_weight": 2.0}, "min_weight <= max_weight"),
+                                          ({"steepness": "10"}, "steepness='10' must be a number"),
+                                          ({"k": 10}, "advantage.params")])
+def test_grpo_lead_bad_params_name_the_field(params, match):
+    with pytest.raises(ValueError, match=match):
+        build_estimator("grpo_lead", params)
+
+
+def test_raw_is_the_reward_itself_or_whitened_over_the_batch():
+    adv, metrics = build_estimator("raw").advantages(_inp([0.8, -0.25, 1.05, 0.0, -1.0, 0.5, 0.5, 0.5]))
+    assert adv.tolist() == pytest.approx([0.8, -0.25, 1.05, 0.0, -1.0, 0.5, 0.5, 0.5])  # no group baseline
+    assert metrics["advantage/zero_frac"] == 1 / 8
+    adv, _ = build_estimator("raw", {"whiten": True}).advantages(_inp(REWARDS))
+    assert adv.tolist() == pytest.approx(RAW_WHITENED, abs=1e-6)
+    adv, _ = build_estimator("raw", {"whiten": True}).advantages(_inp([0.5] * 8))
+    assert adv.tolist() == [0.0] * 8
+    with pytest.raises(ValueError, match="whiten"):
+        build_estimator("raw", {"whiten": "yes"})
 
 
 def test_unknown_estimator_and_bad_params_name_the_field():
@@ -100,7 +142,8 @@ def _script(p, j, call):
     return completion(p, correct=right, extra=j)
 
 
-@pytest.mark.parametrize("estimator,expected", [("batch", BATCH_WHITENED), ("group", GRPO)])
+@pytest.mark.parametrize("estimator,expected", [("batch", BATCH_WHITENED), ("group", GRPO), ("grpo_lead", GRPO_LEAD),
+                                                ("raw", REWARDS)])
 def test_estimators_in_a_real_scoring_pass(tiny_toy_model, make_trainer, scripted, estimator, expected):
     trainer = make_trainer(tiny_toy_model, "dler", {"target_length": 48}, advantage={"estimator": estimator})
     _script.ids = [trainer.train_dataset[i]["problem_id"] for i in range(2)]

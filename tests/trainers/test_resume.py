@@ -85,3 +85,40 @@ def test_evaluation_never_changes_state(tiny_toy_model, make_trainer, scripted):
     trainer._generate_and_score_completions(toy_inputs(trainer, 2, 4, offset=4))
     assert json.dumps(trainer.state_dict()) == before
     assert trainer._metrics["eval"]["length/mean"]  # it did score
+
+
+def _adlp_script(p, j, call):
+    # independent of the call counter, so the resumed run's step 2 sees the uninterrupted run's step-2 batch
+    return completion(p, correct=(j + p.start) % 3 != 0, extra=j)
+
+
+def _adlp(make_trainer, model, **kw):
+    settings = {"max_steps": 2, "save_strategy": "steps", "save_steps": 1, "max_completion_length": 128, **kw}
+    return make_trainer(model, "a_dlp", {"lambda_init": 0.01, "lr": 0.1, "reference_accuracy": 0.3}, **settings)
+
+
+def test_a_dlp_controller_survives_resume_bit_identically(tiny_toy_model, make_trainer, scripted, tmp_path):
+    first = _adlp(make_trainer, tiny_toy_model, output_dir=str(tmp_path / "run"))
+    scripted(first, _adlp_script)
+    first.train()
+    ckpt = tmp_path / "run" / "checkpoint-1"
+    saved = json.loads((ckpt / "reward_state.json").read_text())["reward"]
+    uninterrupted = first.length_reward.penalty  # lambda after step 2
+    assert saved["batches"] == 1 and saved["lambda"] != 0.01 and uninterrupted != saved["lambda"]
+
+    second = _adlp(make_trainer, tiny_toy_model, output_dir=str(tmp_path / "run"))
+    scripted(second, _adlp_script)
+    restored = {}
+    load = second._load_optimizer_and_scheduler
+
+    def spy(checkpoint):
+        load(checkpoint)
+        restored.update(second.length_reward.state_dict())
+
+    second._load_optimizer_and_scheduler = spy
+    second.train(resume_from_checkpoint=str(ckpt))
+    assert restored == saved and float(restored["lambda"]).hex() == float(saved["lambda"]).hex()
+    assert second.state.global_step == 2
+    # step 2 from the restored controller lands on the uninterrupted run's lambda, to the last bit
+    assert second.length_reward.penalty.hex() == uninterrupted.hex()
+    assert second.length_reward.state_dict() == first.length_reward.state_dict()

@@ -110,7 +110,7 @@ def test_on_exhausted_is_checked_before_a_model_loads():
     from conciser.config import load_recipe
     from conciser.trainers.train import prepare
 
-    with pytest.raises(ValueError, match=r"sampling.on_exhausted: unknown value 'skip'; valid: error, fill"):
+    with pytest.raises(ValueError, match=r"sampling.on_exhausted: must be one of error, fill, got 'skip'"):
         prepare("toy/dler", ["sampling.on_exhausted=skip", "model.name_or_path=/nonexistent"])
     assert load_recipe("toy/dler").sampling.on_exhausted in ("error", "fill")
 
