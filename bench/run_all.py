@@ -42,7 +42,9 @@ def _overhead(quick: bool) -> dict:
 def _pareto(quick: bool) -> dict:
     from bench import toy_pareto
 
-    r = toy_pareto.run(quick)
+    # the toy-scan task: the one whose Pareto tells methods apart (issue 12); toy-chain's stays runnable
+    # with `python -m bench.toy_pareto`
+    r = toy_pareto.run(quick, task="toy-scan", curves_too=not quick)
     return {k: {"accuracy": v.get("accuracy"), "mean_tokens": v.get("mean_tokens"),
                 "tokens_over_minimal": v.get("tokens_over_minimal"), "errors": v.get("errors")}
             for k, v in r["methods"].items()}

@@ -1,6 +1,7 @@
 """Toy Pareto: every length-reward method trained from the same toy base, evaluated on the same problems.
 
-    python -m bench.toy_pareto                   # every method, 40 steps, seeds 0 and 1 (`make bench`)
+    python -m bench.toy_pareto --task toy-scan   # every method, 40 steps, seeds 0-2 (`make bench`)
+    python -m bench.toy_pareto                   # the same on the first toy task, toy-chain
     python -m bench.toy_pareto --quick           # 6 methods, 8 steps, 60 problems, seed 0
     python -m bench.toy_pareto --methods laser,dler --steps 40 --seeds 0,1
     python -m bench.toy_pareto --methods dler,dler_da --update   # re-run two methods into the results
@@ -14,6 +15,11 @@ sampling and the toy's default generation cap, so the rows are comparable:
                    count, seed and output folder change): the card methods laser, laser_d, laser_de,
                    dler, dler_da, drpo, hapo, curriculum, then the rest of the rewards registry
     grpo           plain GRPO, correctness only: recipes/toy/grpo.yaml
+    openr1_len     the peer: stock TRL GRPOTrainer with open-r1's accuracy + length rewards (Kimi-style,
+                   character lengths, min/max over each rank's batch; bench/openr1_peer.py), grpo's settings
+
+`--task toy-scan` runs the same on the toy-scan task (conciser/toy_scan.py: its base, its training data,
+its benchmark); the results go to bench/results/toy_pareto_toy_scan.*, beside the toy-chain ones.
 
 A method that fails to train is reported with its error, not dropped. Results: a table (accuracy,
 mean tokens, tokens / minimal, the change against the base, per difficulty level) in
@@ -41,9 +47,13 @@ from pathlib import Path
 
 from bench._common import RESULTS, log, machine, md_table, result_paths, stamp, write_results
 from bench.pareto_plot import pareto_png as plot
+from conciser.toy import TASKS
 
 CARD = ["laser", "laser_d", "laser_de", "dler", "dler_da", "drpo", "hapo", "curriculum"]
 GRPO = "grpo"
+# The peer row: stock TRL GRPOTrainer with open-r1's length reward (bench/openr1_peer.py), trained with
+# the plain GRPO row's settings (recipes/toy/grpo.yaml).
+PEER = "openr1_len"
 # L1 models are evaluated with one stated budget (the paper reports fixed-budget evals), about twice
 # the toy's mean minimal length; every other method sees the plain toy prompt.
 L1_EVAL_BUDGET = 64
@@ -62,20 +72,36 @@ def eval_template(method: str) -> str | None:
 
 QUICK_METHODS = ["grpo", "laser", "laser_d", "dler", "hapo", "kimi"]
 FULL_STEPS, QUICK_STEPS = 40, 8
-FULL_SEEDS = (0, 1)
+FULL_SEEDS = (0, 1, 2)   # issue 12: three training seeds, intervals over them
 FULL_PROBLEMS, QUICK_PROBLEMS = 250, 60
 
 
 def all_methods() -> list[str]:
     from conciser.rewards import REWARDS
 
-    return [*CARD, GRPO, *[m for m in REWARDS if m not in CARD]]
+    return [*CARD, GRPO, *[m for m in REWARDS if m not in CARD], PEER]
+
+
+def task_overrides(task: str) -> list[str]:
+    """Recipe overrides that train a toy recipe on toy task `task`: its data, and its generation cap (the
+    recipes name the default task and its 160-token cap)."""
+    if task in ("toy", "toy-chain"):
+        return []
+    from conciser import toy
+
+    return [f"data.dataset={task}", f"trainer.max_completion_length={toy.task(task).DEFAULT_MAX_COMPLETION}"]
+
+
+def results_name(task: str) -> str:
+    """bench/results/<name>.json: toy_pareto for the default task, toy_pareto_<task> for another."""
+    return "toy_pareto" if task in ("toy", "toy-chain") else f"toy_pareto_{task.replace('-', '_')}"
 
 
 def recipe_for(method: str) -> str:
-    """The recipe that trains `method` on the toy: recipes/toy/<method>.yaml."""
+    """The recipe that trains `method` on the toy: recipes/toy/<method>.yaml (the peer: the GRPO row's)."""
     from conciser.config import resolve_recipe_path
 
+    method = GRPO if method == PEER else method
     resolve_recipe_path(f"toy/{method}")  # a missing recipe fails here, naming the bundled ones
     return f"toy/{method}"
 
@@ -101,6 +127,7 @@ class Spec:
     out: str
     eval_seed: int = 0
     extra: list[str] = field(default_factory=list)
+    task: str = "toy"       # the toy task trained on and evaluated (conciser.toy.TASKS)
 
 
 @contextlib.contextmanager
@@ -147,18 +174,25 @@ def run_one(spec: Spec) -> dict:
             recipe = recipe_for(spec.method)
             overrides = _schedule_over(recipe, spec.steps)
             rec["recipe"], rec["overrides"] = recipe, overrides
-            with _steps_recorded(reached):
-                model = str(train(recipe, [*overrides, f"model.name_or_path={spec.model}",
-                                           f"trainer.output_dir={out / 'model'}", f"trainer.max_steps={spec.steps}",
-                                           f"trainer.seed={spec.seed}", "trainer.logging_steps=5", *spec.extra]))
+            overrides = [*overrides, *task_overrides(spec.task), f"model.name_or_path={spec.model}",
+                         f"trainer.output_dir={out / 'model'}", f"trainer.max_steps={spec.steps}",
+                         f"trainer.seed={spec.seed}", "trainer.logging_steps=5", *spec.extra]
+            if spec.method == PEER:
+                from bench.openr1_peer import train_peer
+
+                model = str(train_peer(recipe, overrides))
+            else:
+                with _steps_recorded(reached):
+                    model = str(train(recipe, overrides))
         rec["train_s"] = round(time.perf_counter() - t0, 1)
         t1 = time.perf_counter()
-        s = evaluate(model, benchmark="toy", n=1, limit=spec.problems, out_dir=out / "eval", seed=spec.eval_seed,
+        s = evaluate(model, benchmark=spec.task, n=1, limit=spec.problems, out_dir=out / "eval", seed=spec.eval_seed,
                      template=eval_template(spec.method), print_table=False, progress=False)
         rec["eval_s"] = round(time.perf_counter() - t1, 1)
         rec["summary"] = {k: s.get(k) for k in ("n_problems", "accuracy", "accuracy_stderr", "mean_tokens",
                                                 "mean_minimal_tokens", "tokens_over_minimal", "truncation_rate",
                                                 "no_answer_rate", "by_level", "max_new_tokens", "temperature")}
+        rec["summary"]["by_need_quartile"] = by_need_quartile(out / "eval" / spec.task / "samples.jsonl", spec.task)
     except Exception as exc:  # reported in the table: a method that cannot train is a result too
         import traceback
 
@@ -167,6 +201,60 @@ def run_one(spec: Spec) -> dict:
         rec["traceback"] = traceback.format_exc()[-4000:]
     rec["wall_s"] = round(time.perf_counter() - t0, 1)
     return rec
+
+
+def by_need_quartile(samples: Path, task: str) -> dict[str, dict]:
+    """Accuracy and mean tokens by quartile of needed (minimal) length over the evaluated problems:
+    {"Q1": {...}, ..., "Q4": {...}}, Q4 the longest. Problems are ranked by minimal length (ties by id),
+    so on toy-scan a quartile mixes levels: it is the problems that need the most thinking, whatever
+    their prompt says."""
+    from conciser import toy
+
+    rows = [json.loads(line) for line in samples.open()]
+    need = {p.id: p.minimal_tokens for p in toy.task(task).eval_problems(max(250, len(rows)))}
+    rows.sort(key=lambda r: (need[r["problem_id"]], r["problem_id"]))
+    out = {}
+    for q in range(4):
+        part = rows[q * len(rows) // 4:(q + 1) * len(rows) // 4]
+        if part:
+            out[f"Q{q + 1}"] = {"accuracy": statistics.fmean(r["correct"] for r in part),
+                                "mean_tokens": statistics.fmean(r["tokens"] for r in part),
+                                "mean_minimal_tokens": statistics.fmean(need[r["problem_id"]] for r in part),
+                                "problems": len(part)}
+    return out
+
+
+CURVE_BUDGETS = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 160)
+
+
+def best_method(agg: dict[str, dict]) -> str | None:
+    """The trained method whose model gets a budget curve: among those at least as accurate as the base
+    (means over seeds), the one with the fewest tokens / minimal; if none is, the most accurate."""
+    base = (agg.get("base") or {}).get("accuracy")
+    ok = {k: a for k, a in agg.items() if k != "base" and a.get("accuracy") is not None}
+    if not ok:
+        return None
+    keep = {k: a for k, a in ok.items() if base is None or a["accuracy"] >= base}
+    if keep:
+        return min(keep, key=lambda k: keep[k]["tokens_over_minimal"])
+    return max(ok, key=lambda k: ok[k]["accuracy"])
+
+
+def budget_curves(models: dict[str, Path], task: str, problems: int) -> dict[str, list[dict]]:
+    """Budget-forcing curves (conciser/toy_scan_check.budget_curve: one sample per problem, thinking cut at
+    B and the answer forced) of each model on the bench's held-out problems: {name: [{budget, accuracy,
+    mean_tokens, by_level: {level: accuracy}}]}."""
+    from conciser import toy
+    from conciser.toy_scan_check import budget_curve
+
+    held_out = toy.task(task).eval_problems(max(250, problems))[:problems]
+    out = {}
+    for name, path in models.items():
+        c = budget_curve(path, held_out, CURVE_BUDGETS)
+        out[name] = [{"budget": b, "accuracy": c["accuracy"][b], "mean_tokens": c["mean_tokens"][b],
+                      "by_level": {str(lv): c["by_level"][lv][b] for lv in c["by_level"]}} for b in CURVE_BUDGETS]
+        log(f"budget curve of {name}: " + ", ".join(f"B={p['budget']} {p['accuracy']:.2f}" for p in out[name]))
+    return out
 
 
 def _worker_loop(queue: str) -> None:
@@ -281,6 +369,42 @@ def run_specs(specs: list[Spec], jobs: int, queue: Path, timeout: float | None =
 
 # ---------------------------------------------------------------- table and plot
 
+# Two-sided 95% Student t quantiles by degrees of freedom (index = df; seeds - 1), up to 9 seeds.
+T95 = (None, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306)
+# Floors of the seed std in the front-separation test (issue 12): differences smaller are ties anyway.
+SEP_FLOOR = {"accuracy": 0.01, "tokens_over_minimal": 0.02}
+
+
+def separated_front(agg: dict[str, dict]) -> dict:
+    """The Pareto front of the trained methods (accuracy up, tokens / minimal down; means over seeds),
+    sorted from shortest to longest, and which neighbours on it are told apart: the longer one more
+    accurate and longer by more than twice the pooled seed std of both metrics (std floored at
+    SEP_FLOOR). `longest_separated_chain` is the longest run of consecutive front methods each
+    separated from the next -- the figure of merit of a toy meant to tell methods apart."""
+    pts = {k: a for k, a in agg.items() if k != "base" and a.get("accuracy") is not None}
+    front = [k for k, a in pts.items()
+             if not any(b["accuracy"] >= a["accuracy"] and b["tokens_over_minimal"] <= a["tokens_over_minimal"]
+                        and (b["accuracy"], b["tokens_over_minimal"]) != (a["accuracy"], a["tokens_over_minimal"])
+                        for b in pts.values())]
+    front.sort(key=lambda k: pts[k]["tokens_over_minimal"])
+
+    def pooled(a, b, key):
+        sa, sb = (max(x.get(f"{key}_std") or 0.0, SEP_FLOOR[key]) for x in (a, b))
+        return ((sa ** 2 + sb ** 2) / 2) ** 0.5
+
+    pairs = []
+    for short, long in zip(front, front[1:]):
+        a, b = pts[short], pts[long]
+        d_acc, d_len = b["accuracy"] - a["accuracy"], b["tokens_over_minimal"] - a["tokens_over_minimal"]
+        pairs.append({"shorter": short, "longer": long, "d_accuracy": d_acc, "d_tokens_over_minimal": d_len,
+                      "separated": d_acc > 2 * pooled(a, b, "accuracy") and d_len > 2 * pooled(a, b, "tokens_over_minimal")})
+    best, run = (front[:1], front[:1])
+    for p in pairs:
+        run = run + [p["longer"]] if p["separated"] else [p["longer"]]
+        best = run if len(run) > len(best) else best
+    return {"front": front, "pairs": pairs, "longest_separated_chain": best}
+
+
 def aggregate(records: list[dict]) -> dict[str, dict]:
     """Per method: mean and std over seeds of the headline metrics, per level means, errors."""
     out: dict[str, dict] = {}
@@ -295,6 +419,13 @@ def aggregate(records: list[dict]) -> dict[str, dict]:
             vals = [s[key] for s in ok if s.get(key) is not None]
             m[key] = statistics.fmean(vals) if vals else None
             m[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
+            # half-width of the 95% t-interval of the mean over seeds
+            m[f"{key}_ci95"] = T95[len(vals) - 1] * m[f"{key}_std"] / len(vals) ** 0.5 if 1 < len(vals) <= len(T95) else None
+        quartiles = [q for q in ("Q1", "Q2", "Q3", "Q4") if ok and all(q in (s.get("by_need_quartile") or {}) for s in ok)]
+        m["by_need_quartile"] = {q: {k: statistics.fmean(s["by_need_quartile"][q][k] for s in ok)
+                                     for k in ("accuracy", "mean_tokens", "mean_minimal_tokens")} for q in quartiles}
+        if "Q4" in quartiles and len(ok) > 1:
+            m["by_need_quartile"]["Q4"]["accuracy_std"] = statistics.stdev(s["by_need_quartile"]["Q4"]["accuracy"] for s in ok)
         levels = sorted({lv for s in ok for lv in (s.get("by_level") or {})}, key=int)
         m["by_level"] = {lv: {k: statistics.fmean(s["by_level"][lv][k] for s in ok if lv in (s.get("by_level") or {}))
                               for k in ("accuracy", "mean_tokens", "mean_minimal_tokens")} for lv in levels}
@@ -317,6 +448,12 @@ def _fewer(r: dict) -> str:
     return f" ({'; '.join(parts)}, as their recipes stop)" if parts else ""
 
 
+def _q4(a: dict) -> str:
+    """Accuracy / mean tokens on the quarter of problems with the longest minimal length (all levels)."""
+    q = (a.get("by_need_quartile") or {}).get("Q4")
+    return "" if q is None else f"{_pm(q['accuracy'], q.get('accuracy_std'), '{:.2f}')} / {q['mean_tokens']:.0f}"
+
+
 def _eval_cap(r: dict):
     return next((x["summary"].get("max_new_tokens") for x in r["runs"] if "summary" in x), "?")
 
@@ -332,16 +469,16 @@ def to_markdown(r: dict) -> str:
     for name in ["base", *order]:
         a = agg[name]
         if a.get("accuracy") is None:
-            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:200], *[""] * (5 + len(levels))])
+            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:200], *[""] * (6 + len(levels))])
             continue
         d_acc = (a["accuracy"] - base["accuracy"]) * 100 if name != "base" and base.get("accuracy") is not None else None
         d_tok = (a["mean_tokens"] / base["mean_tokens"] - 1) * 100 if name != "base" and base.get("mean_tokens") else None
-        card = "card" if name in CARD else ("" if name in ("base", GRPO) else "other")
+        card = "card" if name in CARD else ("peer" if name == PEER else ("" if name in ("base", GRPO) else "other"))
         rows.append([f"{name}" + (f" ({card})" if card else ""), _pm(a["accuracy"], a["accuracy_std"], "{:.3f}"),
                      _pm(a["mean_tokens"], a["mean_tokens_std"], "{:.1f}"),
                      _pm(a["tokens_over_minimal"], a["tokens_over_minimal_std"], "{:.2f}×"),
                      f"{d_acc:+.1f}" if d_acc is not None else "", f"{d_tok:+.0f}%" if d_tok is not None else "",
-                     f"{a['truncation_rate']:.3f}",
+                     f"{a['truncation_rate']:.3f}", _q4(a),
                      *[f"{a['by_level'][lv]['accuracy']:.2f} / {a['by_level'][lv]['mean_tokens']:.0f}"
                        if lv in a["by_level"] else "" for lv in levels]])
     minimal = " ".join(f"L{lv} {base['by_level'][lv]['mean_minimal_tokens']:.0f}" for lv in levels)
@@ -357,41 +494,79 @@ def to_markdown(r: dict) -> str:
         f"{seeds}; mean ± std over seeds where there are several), then evaluated on the same {cfg['problems']} "
         f"held-out toy problems (1 sample each, eval seed {cfg['eval_seed']}, cap {_eval_cap(r)} tokens). "
         f"Sorted by mean tokens. Δ = change against the base. Per level: accuracy / mean tokens "
-        f"(minimal tokens: {minimal}). L1 (l1_exact, l1_max) trains on budgets drawn into its prompts and is "
+        f"(minimal tokens: {minimal}); longest-need quarter: accuracy / mean tokens on the quarter of problems whose "
+        f"minimal length is longest, whatever their level. L1 (l1_exact, l1_max) trains on budgets drawn into its prompts and is "
         f"evaluated with one stated budget of {L1_EVAL_BUDGET} tokens (\"Think for [maximum] {L1_EVAL_BUDGET} tokens.\"); "
         f"curriculum's budget schedule is stretched or squeezed to the run's steps.",
         "",
         md_table(["method", "accuracy", "mean tokens", "tokens / minimal", "Δ acc (points)", "Δ tokens", "truncated",
-                  *[f"L{lv}" for lv in levels]], rows),
+                  "longest-need quarter", *[f"L{lv}" for lv in levels]], rows),
         "",
         f"![toy Pareto]({r['plot']})",
+        *_front_markdown(r.get("front")),
+        *_curves_markdown(r.get("budget_curves")),
     ])
 
 
+def _front_markdown(front: dict | None) -> list[str]:
+    """The Pareto front and which neighbours on it the seeds tell apart (`separated_front`)."""
+    if not front or not front["front"]:
+        return []
+    steps = [f"{p['shorter']} → {p['longer']}: {p['d_accuracy']:+.3f} accuracy, {p['d_tokens_over_minimal']:+.2f}× minimal, "
+             + ("separated" if p["separated"] else "inside 2× the pooled seed std: a tie") for p in front["pairs"]]
+    return ["", "## Pareto front", "",
+            f"Front (accuracy up, tokens / minimal down), shortest first: {', '.join(front['front'])}. Longest chain of "
+            f"neighbours each told apart from the next (by more than twice the pooled seed std of both metrics; "
+            f"std floored at {SEP_FLOOR['accuracy']} accuracy, {SEP_FLOOR['tokens_over_minimal']} tokens / minimal): "
+            f"{' → '.join(front['longest_separated_chain'])} ({len(front['longest_separated_chain'])} methods).", "",
+            *[f"- {s}" for s in steps]]
+
+
+def _curves_markdown(curves: dict | None) -> list[str]:
+    """The budget-forcing curves as a table: accuracy per thinking budget B, all levels and per level."""
+    if not curves:
+        return []
+    budgets = [p["budget"] for p in next(iter(curves.values()))]
+    rows = []
+    for name, pts in curves.items():
+        rows.append([name, "all", *[f"{p['accuracy']:.2f}" for p in pts]])
+        for lv in pts[0]["by_level"]:
+            rows.append(["", f"L{lv}", *[f"{p['by_level'][lv]:.2f}" for p in pts]])
+    return ["", "## Budget forcing", "",
+            "One sample per held-out problem (T=0.6, top-p 0.95); a completion whose thinking is longer than B is cut "
+            "at B tokens and its answer forced with `</think>\\boxed{` (greedy). Accuracy per budget B:", "",
+            md_table(["model", "level", *[f"B={b}" for b in budgets]], rows)]
+
+
 def pareto_png(agg: dict[str, dict], path: Path) -> Path:
-    kinds = {k: "base" if k == "base" else ("card" if k in CARD else ("grpo" if k == GRPO else "other")) for k in agg}
+    kinds = {k: "base" if k == "base" else ("card" if k in CARD else ("grpo" if k == GRPO else ("peer" if k == PEER else "other")))
+             for k in agg}
     return plot(agg, path, kinds, "toy task: accuracy vs length after the same training budget")
 
 
 def write(records: list[dict], *, config: dict, quick: bool, wall_s: float, mach: dict,
-          out_dir: Path | None = None) -> dict:
+          out_dir: Path | None = None, curves: dict | None = None) -> dict:
     """Aggregate records, draw the plot, write the table (markdown + JSON); returns the results dict."""
     out = Path(out_dir) if out_dir is not None else RESULTS
+    name = results_name(config.get("task", "toy"))
     agg = aggregate(records)
-    png = pareto_png(agg, out / ("toy_pareto.quick.png" if quick else "toy_pareto.png"))
+    png = pareto_png(agg, out / (f"{name}.quick.png" if quick else f"{name}.png"))
     result = {"bench": "toy_pareto", "date": stamp(), "mode": "quick" if quick else "full", "config": config,
               "wall_s": round(wall_s, 1), "machine": mach, "plot": png.name,
               "methods": {k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in agg.items()},
+              "front": separated_front(agg),
               "runs": [{k: v for k, v in rec.items() if k != "traceback"} for rec in records]}
-    path = write_results("toy_pareto", quick, result, to_markdown(result), out)
+    if curves:
+        result["budget_curves"] = curves
+    path = write_results(name, quick, result, to_markdown(result), out)
     log(f"wrote {path} and {png}")
     return result
 
 
 def previous_results(quick: bool, out_dir: Path | None, *, methods: list[str], seeds: list[int], steps: int,
-                     problems: int, model: str, extra: list[str]) -> dict:
+                     problems: int, model: str, extra: list[str], task: str = "toy") -> dict:
     """The committed results an `--update` run rewrites; refused unless they were run the same way."""
-    path = result_paths("toy_pareto", quick, out_dir)[0]
+    path = result_paths(results_name(task), quick, out_dir)[0]
     if not path.exists():
         raise FileNotFoundError(f"--update: no results to update at {path}; run without --update first")
     old = json.loads(path.read_text())
@@ -410,7 +585,7 @@ def previous_results(quick: bool, out_dir: Path | None, *, methods: list[str], s
 def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[int] | None = None,
         steps: int | None = None, problems: int | None = None, jobs: int | None = None, model: str | None = None,
         out_dir: Path | None = None, work_dir: Path | None = None, run_timeout: float | None = None,
-        extra: list[str] | None = None, update: bool = False) -> dict:
+        extra: list[str] | None = None, update: bool = False, task: str = "toy", curves_too: bool = False) -> dict:
     """Train and evaluate every method (and evaluate the base); writes and returns the results dict.
 
     `extra`: recipe overrides applied to every method (tests shrink the batch with it). `update`:
@@ -430,11 +605,11 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
     problems = problems or (QUICK_PROBLEMS if quick else FULL_PROBLEMS)
     jobs = jobs or mach["cpus"]
     if model is None:
-        from conciser.trainers.toy_sft import ensure_toy_base
+        from conciser.trainers.toy_sft import base_config, ensure_toy_base
 
-        model = str(ensure_toy_base())
+        model = str(ensure_toy_base(base_config(task)))
     old = previous_results(quick, out_dir, methods=methods, seeds=seeds, steps=steps, problems=problems, model=model,
-                           extra=list(extra or [])) if update else None
+                           extra=list(extra or []), task=task) if update else None
     broken, method_steps = {}, {}
     for m in methods:  # a recipe that does not validate is reported, before minutes of training
         try:
@@ -442,8 +617,9 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
             from conciser.trainers.train import prepare
 
             # reference statistics (o1_pruner, adaptthink, a_dlp): built once here, before the workers start
-            ensure_toy_reference(recipe_for(m), [f"model.name_or_path={model}", *(extra or [])])
-            _, _, _, args = prepare(recipe_for(m), [f"model.name_or_path={model}", *(extra or [])])
+            overrides = [*task_overrides(task), f"model.name_or_path={model}", *(extra or [])]
+            ensure_toy_reference(recipe_for(m), overrides)
+            _, _, _, args = prepare(recipe_for(m), overrides)
             # a recipe that stops earlier keeps its own length (DLER's: dynamic sampling runs dry on the toy)
             method_steps[m] = min(steps, args.max_steps) if args.max_steps > 0 else steps
         except Exception as exc:
@@ -454,18 +630,26 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
         tmp = tempfile.TemporaryDirectory(prefix="bench-pareto-")
         work_dir = Path(tmp.name)
     try:
-        specs = [] if old else [Spec("base", seeds[0], 0, problems, model, str(Path(work_dir) / "base"))]
-        specs += [Spec(m, s, method_steps[m], problems, model, str(Path(work_dir) / f"{m}-seed{s}"), extra=list(extra or []))
+        specs = [] if old else [Spec("base", seeds[0], 0, problems, model, str(Path(work_dir) / "base"), task=task)]
+        specs += [Spec(m, s, method_steps[m], problems, model, str(Path(work_dir) / f"{m}-seed{s}"), extra=list(extra or []),
+                       task=task)
                   for s in seeds for m in methods if m not in broken]
-        log(f"toy pareto: {len(methods)} methods x {len(seeds)} seed(s), {steps} steps, {problems} problems, "
+        log(f"toy pareto ({task}): {len(methods)} methods x {len(seeds)} seed(s), {steps} steps, {problems} problems, "
             f"{jobs} jobs, load {mach['load_avg_1m']}")
         records = run_specs(specs, jobs, Path(work_dir) / "queue", timeout=run_timeout)
         records += [{"method": m, "seed": s, "steps": steps, "error": f"recipe: {e}"} for m, e in broken.items()
                     for s in seeds]
+        curves = old.get("budget_curves") if old else None
+        if curves_too and not old:
+            best = best_method(aggregate(records))
+            models = {"base": Path(model)}
+            if best is not None:
+                models[f"{best} (seed {seeds[0]})"] = Path(work_dir) / f"{best}-seed{seeds[0]}" / "model"
+            curves = budget_curves(models, task, problems)
     finally:
         if tmp is not None:
             tmp.cleanup()
-    config = {"methods": methods, "seeds": seeds, "steps": steps, "problems": problems, "base": model,
+    config = {"task": task, "methods": methods, "seeds": seeds, "steps": steps, "problems": problems, "base": model,
               "eval_seed": 0, "jobs": jobs, "extra_overrides": list(extra or [])}
     wall_s, mach = time.perf_counter() - t0, {**mach, "load_avg_1m_after": round(os.getloadavg()[0], 2)}
     if old:
@@ -473,15 +657,17 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
         updates = old["config"].get("updates", []) + [{"date": stamp(), "methods": methods, "wall_s": round(wall_s, 1)}]
         config = {**old["config"], "updates": updates}
         wall_s, mach = old["wall_s"], old["machine"]
-    return write(records, config=config, quick=quick, wall_s=wall_s, mach=mach, out_dir=out_dir)
+    return write(records, config=config, quick=quick, wall_s=wall_s, mach=mach, out_dir=out_dir, curves=curves)
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m bench.toy_pareto", description=__doc__.split("\n")[0])
+    ap.add_argument("--task", default="toy", choices=TASKS, help="the toy task (default toy: toy-chain); results of "
+                                                                 "another go to bench/results/toy_pareto_<task>.*")
     ap.add_argument("--quick", action="store_true", help=f"{len(QUICK_METHODS)} methods, {QUICK_STEPS} steps, "
                                                          f"{QUICK_PROBLEMS} problems")
     ap.add_argument("--methods", default=None, help="comma-separated (default: all, or the quick set)")
-    ap.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1; --quick 0)")
+    ap.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2; --quick 0)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--problems", type=int, default=None, help="held-out toy problems to evaluate")
     ap.add_argument("--jobs", type=int, default=None, help="runs at a time (default: the CPUs)")
@@ -491,11 +677,14 @@ def main(argv: list[str] | None = None) -> dict:
                                                                  "command with the same DIR resumes, reusing finished runs")
     ap.add_argument("--update", action="store_true", help="re-run only --methods and replace their runs in the "
                                                           "existing results (same seeds, steps, problems, base)")
+    ap.add_argument("--curves", action=argparse.BooleanOptionalAction, default=None,
+                    help="budget-forcing curves of the base and the best method's seed-0 model (default: on, off with --quick)")
     args = ap.parse_args(argv)
     r = run(args.quick, methods=args.methods.split(",") if args.methods else None,
             seeds=[int(s) for s in args.seeds.split(",")] if args.seeds else None, steps=args.steps,
             problems=args.problems, jobs=args.jobs, model=args.model, out_dir=Path(args.out) if args.out else None,
-            work_dir=Path(args.keep) if args.keep else None, update=args.update)
+            work_dir=Path(args.keep) if args.keep else None, update=args.update, task=args.task,
+            curves_too=(not args.quick) if args.curves is None else args.curves)
     print(to_markdown(r))
     return r
 

@@ -20,14 +20,14 @@ Why this shape (DESIGN §4, "Lesson of the first toy"):
   * needed length is found only by thinking: every prompt of a level has the same k operands, and the
     stop step h is drawn from 1..k (P(h) ∝ h^-alpha, uniform on the hard levels); where the running total
     first meets an equal operand depends on all the sums before it, which a 2-layer model cannot do
-    several of in one token. So the minimal length varies inside every level (CV about 0.45-0.5);
+    several of in one token. So the minimal length varies inside every level (CV about 0.42-0.46);
   * so a concise policy's accuracy under a thinking budget B rises gradually with B (the share of
     problems whose stop comes within B), not in one step at a printed difficulty;
-  * a tempting shortcut: the hint is the answer with probability `HINT_ACCURACY` (0.7), else another
+  * a tempting shortcut: the hint is the answer with probability `HINT_ACCURACY` (0.6), else another
     digit. Answering from it costs 7 tokens whatever h is; the verbose base takes it now and then
     (at once, or giving up part-way), so RL can find it and overuse it.
 `minimal_tokens` is the shortest completion that is right for certain (every step up to the stop
-written); the hint completion is shorter (7 tokens) and right 70% of the time, so tokens/minimal can go
+written); the hint completion is shorter (7 tokens) and right 60% of the time, so tokens/minimal can go
 below 1.0 only by taking that gamble.
 
 The verbose "overthinking" traces the base is trained on add, as in the chain task: slips that a
@@ -56,20 +56,25 @@ class Level:
     alpha: float
 
 
-# Minimal lengths (7h + 6): level means about 27, 32, 39, 46, 54 tokens; CV about 0.45-0.5 in each.
+# Minimal lengths (7h + 6): level means about 21, 27, 31, 35, 41 tokens (13-69); CV about 0.42-0.48 in each.
+# Scans stop within 9 steps: in the first design (k up to 14, hint right 70%, cap 160) the verbose base
+# overran the cap on a third of the problems, so answering from the hint beat thinking there and plain
+# GRPO, correctness only, collapsed onto the hint in 40 steps (accuracy 0.69 at 20 tokens, every method
+# alike). Now only the longest scans overrun the cap, and the hint is right less often than thinking.
 LEVELS: dict[int, Level] = {
-    1: Level(k=6, alpha=0.5),
-    2: Level(k=8, alpha=0.5),
-    3: Level(k=10, alpha=0.3),
-    4: Level(k=12, alpha=0.15),
-    5: Level(k=14, alpha=0.0),
+    1: Level(k=5, alpha=1.0),
+    2: Level(k=6, alpha=0.4),
+    3: Level(k=7, alpha=0.3),
+    4: Level(k=8, alpha=0.15),
+    5: Level(k=9, alpha=0.0),
 }
 # Level 0 is not part of the task: short scans, only for the start of the base's SFT curriculum.
 WARMUP_LEVEL = Level(k=3, alpha=0.0)
-HINT_ACCURACY = 0.7        # P(hint == answer); otherwise another digit
+HINT_ACCURACY = 0.6        # P(hint == answer); otherwise another digit
 NAMES = "abcdefghijklmnop"
-# Early stops fit; the verbose base overruns it on late stops of levels 3-5.
-DEFAULT_MAX_COMPLETION = 160
+# About the 90th percentile of the verbose traces' lengths: the base overruns it on late stops only
+# (mostly levels 4-5), as R1-distilled models overrun their caps on the hardest problems.
+DEFAULT_MAX_COMPLETION = 192
 EVAL_SEED = 20261203
 
 

@@ -99,11 +99,11 @@ def test_toy_pareto_table_and_plot_from_fake_summaries(tmp_path):
 
 
 def test_toy_pareto_trains_every_method_from_its_own_recipe():
-    from bench.toy_pareto import GRPO, all_methods, eval_template, recipe_for
+    from bench.toy_pareto import GRPO, PEER, all_methods, eval_template, recipe_for
     from conciser.rewards import REWARDS
 
-    assert set(all_methods()) == set(REWARDS) | {GRPO}
-    assert [recipe_for(m) for m in all_methods()] == [f"toy/{m}" for m in all_methods()]
+    assert set(all_methods()) == set(REWARDS) | {GRPO, PEER}
+    assert [recipe_for(m) for m in all_methods()] == [f"toy/{GRPO if m == PEER else m}" for m in all_methods()]
     assert eval_template("l1_exact") == "{problem} Think for 64 tokens."
     assert eval_template("laser") is None and eval_template(GRPO) is None and eval_template("base") is None
 
@@ -196,3 +196,128 @@ def test_pareto_labels_never_overlap_and_error_bars_stay_in_0_1():
     x0, x1, y0, y1 = zoom_region(points)
     assert x0 < 35 and 36.8 < x1 < 40 and y0 < 0.99 and y1 > 0.998
     assert zoom_region({"base": (124.0, 0.7), "a": (40.0, 0.9), "b": (90.0, 0.95)}) is None
+
+
+def test_toy_pareto_trains_and_evaluates_on_the_task_asked(tmp_path, monkeypatch):
+    """--task toy-scan: every method trains on toy-scan data and is evaluated on the toy-scan benchmark,
+    and the results go to their own files (the toy-chain results stay as they are)."""
+    import conciser.trainers.train as train_mod
+    from bench.toy_pareto import Spec, results_name, run_one
+    from toy_models import save_random_toy_model
+
+    model = str(save_random_toy_model(tmp_path / "scan-model", task="toy-scan"))
+    seen = []
+
+    def fake_train(recipe, overrides):  # the training step is not what this test is about
+        seen.append(overrides)
+        return model
+
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    rec = run_one(Spec("laser", 0, 2, 5, model, str(tmp_path / "laser"), task="toy-scan"))
+    assert "data.dataset=toy-scan" in seen[0] and f"model.name_or_path={model}" in seen[0]
+    assert rec["summary"]["n_problems"] == 5, rec.get("error")
+    ids = [json.loads(line)["problem_id"] for line in (tmp_path / "laser" / "eval" / "toy-scan" / "samples.jsonl").open()]
+    assert len(ids) == 5 and all(i.startswith("scan-") for i in ids)
+    assert results_name("toy-scan") == "toy_pareto_toy_scan" and results_name("toy") == "toy_pareto"
+    chain = run_one(Spec("laser", 0, 2, 3, model, str(tmp_path / "chain")))
+    assert "data.dataset=toy-scan" not in seen[1]
+    assert chain["summary"]["n_problems"] == 3
+
+
+def test_openr1_len_reward_matches_its_documented_formula():
+    """open-r1's len_reward by hand: character lengths, min/max over the call's batch (not per group),
+    lambda = 0.5 - (len - min) / (max - min); correct -> lambda, wrong -> min(0, lambda); equal lengths -> 0."""
+    from bench.openr1_peer import accuracy_reward, len_reward
+
+    def msg(text):
+        return [{"role": "assistant", "content": text}]
+
+    right, wrong = "</think>\\boxed{4}", "</think>\\boxed{5}"          # 17 characters each
+    comps = [msg(right), msg("x" * 24 + right), msg("x" * 8 + wrong), msg("x" * 24 + wrong), msg("x" * 48 + right)]
+    # lengths 17, 41, 25, 41, 65: min 17, max 65 (span 48)
+    assert accuracy_reward(comps, ["4"] * 5) == [1.0, 1.0, 0.0, 0.0, 1.0]
+    got = len_reward(comps, ["4"] * 5)
+    want = [0.5, 0.5 - 24 / 48, min(0.0, 0.5 - 8 / 48), min(0.0, 0.5 - 24 / 48), 0.5 - 1.0]
+    assert got == pytest.approx(want)
+    assert got == pytest.approx([0.5, 0.0, 0.0, 0.0, -0.5])
+    assert len_reward([msg(right), msg(wrong)], ["4", "4"]) == [0.0, 0.0]   # all the same length
+    assert len_reward([right, "x" + right], ["4", "4"]) == pytest.approx([0.5, -0.5])  # plain-text completions too
+
+
+def test_openr1_peer_trains_with_stock_trl(tmp_path, tiny_toy_model):
+    """One real training step of the peer: stock trl.GRPOTrainer, not conciser's trainer, and a saved model."""
+    import trl
+
+    import conciser.trainers.grpo as grpo
+    from bench.openr1_peer import train_peer
+
+    built = []
+    real_init = trl.GRPOTrainer.__init__
+
+    def spy(self, *args, **kwargs):
+        built.append((type(self), [f.__name__ for f in kwargs["reward_funcs"]]))
+        real_init(self, *args, **kwargs)
+
+    trl.GRPOTrainer.__init__ = spy
+    try:
+        out = train_peer("toy/grpo", [f"model.name_or_path={tiny_toy_model}", f"trainer.output_dir={tmp_path / 'm'}",
+                                      "trainer.max_steps=1", "trainer.per_device_train_batch_size=8",
+                                      "trainer.num_generations=4", "trainer.max_completion_length=16",
+                                      "data.n_train=16", "trainer.save_steps=100"])
+    finally:
+        trl.GRPOTrainer.__init__ = real_init
+    assert built == [(trl.GRPOTrainer, ["accuracy_reward", "len_reward"])]
+    assert not issubclass(built[0][0], grpo.ConciseGRPOTrainer)
+    assert (out / "model.safetensors").is_file()
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 1
+
+
+def test_separated_front_by_hand():
+    """Front = methods no other beats on both axes; neighbours separated when the longer one is more
+    accurate and longer by > 2x the pooled seed std (floors 0.01 accuracy, 0.02 x minimal)."""
+    from bench.toy_pareto import separated_front
+
+    def m(acc, tom, acc_std=None, tom_std=None):
+        return {"accuracy": acc, "tokens_over_minimal": tom, "accuracy_std": acc_std, "tokens_over_minimal_std": tom_std}
+
+    agg = {"base": m(0.6, 3.0),
+           "a": m(0.60, 0.5, 0.02, 0.05),    # shortest
+           "b": m(0.70, 1.0, 0.02, 0.05),    # +0.10 > 2 * 0.02, +0.5 > 2 * 0.05: separated from a
+           "c": m(0.72, 1.5, 0.03, 0.05),    # +0.02 < 2 * sqrt((0.02^2 + 0.03^2) / 2) = 0.051: a tie with b
+           "d": m(0.90, 2.0, 0.01, 0.01),    # +0.18 > 0.067, +0.5: separated from c
+           "e": m(0.65, 1.2),                # dominated by b (more accurate and shorter)
+           "f": {"accuracy": None}}          # failed: not on the front
+    r = separated_front(agg)
+    assert r["front"] == ["a", "b", "c", "d"]
+    assert [p["separated"] for p in r["pairs"]] == [True, False, True]
+    assert r["pairs"][1]["d_accuracy"] == pytest.approx(0.02)
+    assert r["longest_separated_chain"] == ["a", "b"]
+    # the floors: with no seed std at all, 0.015 accuracy is not more than 2 * 0.01
+    assert separated_front({"x": m(0.5, 1.0), "y": m(0.515, 1.5)})["pairs"][0]["separated"] is False
+    assert separated_front({"x": m(0.5, 1.0), "y": m(0.53, 1.05)})["pairs"][0]["separated"] is True
+
+
+def test_best_method_is_the_shortest_at_least_as_accurate_as_the_base():
+    from bench.toy_pareto import best_method
+
+    agg = {"base": {"accuracy": 0.80, "tokens_over_minimal": 3.0},
+           "long": {"accuracy": 0.95, "tokens_over_minimal": 2.0},
+           "short": {"accuracy": 0.81, "tokens_over_minimal": 1.1},
+           "shortcut": {"accuracy": 0.60, "tokens_over_minimal": 0.3},
+           "failed": {"accuracy": None}}
+    assert best_method(agg) == "short"
+    # none as accurate as the base: the most accurate
+    assert best_method({**agg, "base": {"accuracy": 0.99}}) == "long"
+    assert best_method({"base": {"accuracy": 0.5}}) is None
+
+
+def test_budget_curves_have_a_point_per_budget_and_level(tmp_path):
+    from bench.toy_pareto import CURVE_BUDGETS, budget_curves
+    from toy_models import save_random_toy_model
+
+    model = save_random_toy_model(tmp_path / "m", task="toy-scan")
+    curves = budget_curves({"random": model}, "toy-scan", problems=10)
+    pts = curves["random"]
+    assert [p["budget"] for p in pts] == list(CURVE_BUDGETS)
+    assert all(0.0 <= p["accuracy"] <= 1.0 and set(p["by_level"]) == {"1", "2", "3", "4", "5"} for p in pts)
+    assert all(p["mean_tokens"] > 0 for p in pts)

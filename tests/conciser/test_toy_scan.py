@@ -124,8 +124,14 @@ def test_late_stops_overrun_the_default_cap_and_fit_six_times_minimal(tokenizer)
     ps = toy_scan.make_problems(300, seed=9, levels=(5,))
     lengths = {p.id: len(tokenizer(toy_scan.verbose_trace(p, rng), add_special_tokens=False).input_ids) for p in ps}
     latest = sorted(ps, key=lambda p: p.minimal_tokens)[-75:]
-    assert statistics.fmean(lengths[p.id] > toy_scan.DEFAULT_MAX_COMPLETION for p in latest) > 0.8
+    assert statistics.fmean(lengths[p.id] > toy_scan.DEFAULT_MAX_COMPLETION for p in latest) > 0.5
     assert max(lengths.values()) <= 6 * max(p.minimal_tokens for p in ps)
+    # over every level, only the late stops overrun: about a tenth of the traces, none of the earlier half
+    # (when a third overran, answering from the hint beat thinking and GRPO collapsed onto it)
+    every = sorted(toy_scan.make_problems(500, seed=9), key=lambda p: p.minimal_tokens)
+    over = [len(tokenizer(toy_scan.verbose_trace(p, rng), add_special_tokens=False).input_ids) > toy_scan.DEFAULT_MAX_COMPLETION
+            for p in every]
+    assert 0.05 < statistics.fmean(over) < 0.15 and not any(over[:250])
 
 
 def test_the_hint_trace_is_the_shortcut():
