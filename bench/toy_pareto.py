@@ -82,14 +82,20 @@ def all_methods() -> list[str]:
     return [*CARD, GRPO, *[m for m in REWARDS if m not in CARD], PEER]
 
 
-def task_overrides(task: str) -> list[str]:
-    """Recipe overrides that train a toy recipe on toy task `task`: its data, and its generation cap (the
-    recipes name the default task and its 160-token cap)."""
+def task_overrides(task: str, recipe: str) -> list[str]:
+    """Recipe overrides that train toy recipe `recipe` on toy task `task`: its data, its generation cap
+    (the recipes name the default task and its 160-token cap), and reference statistics of its own
+    (runs/<task>/... beside the default task's runs/toy/...: they are sampled from the task's base)."""
     if task in ("toy", "toy-chain"):
         return []
     from conciser import toy
+    from conciser.config import load_recipe
 
-    return [f"data.dataset={task}", f"trainer.max_completion_length={toy.task(task).DEFAULT_MAX_COMPLETION}"]
+    out = [f"data.dataset={task}", f"trainer.max_completion_length={toy.task(task).DEFAULT_MAX_COMPLETION}"]
+    ref = load_recipe(recipe).rewards.params.get("reference_stats")
+    if ref:
+        out.append(f"rewards.params.reference_stats={str(ref).replace('runs/toy/', f'runs/{task}/', 1)}")
+    return out
 
 
 def results_name(task: str) -> str:
@@ -174,7 +180,7 @@ def run_one(spec: Spec) -> dict:
             recipe = recipe_for(spec.method)
             overrides = _schedule_over(recipe, spec.steps)
             rec["recipe"], rec["overrides"] = recipe, overrides
-            overrides = [*overrides, *task_overrides(spec.task), f"model.name_or_path={spec.model}",
+            overrides = [*overrides, *task_overrides(spec.task, recipe), f"model.name_or_path={spec.model}",
                          f"trainer.output_dir={out / 'model'}", f"trainer.max_steps={spec.steps}",
                          f"trainer.seed={spec.seed}", "trainer.logging_steps=5", *spec.extra]
             if spec.method == PEER:
@@ -448,6 +454,15 @@ def _fewer(r: dict) -> str:
     return f" ({'; '.join(parts)}, as their recipes stop)" if parts else ""
 
 
+def _ci(a: dict) -> str:
+    """The 95% t-intervals of the seed mean of accuracy and tokens / minimal ("" with one seed)."""
+    if a.get("accuracy_ci95") is None or a.get("tokens_over_minimal_ci95") is None:
+        return ""
+    acc, tom = a["accuracy"], a["tokens_over_minimal"]
+    return (f"[{acc - a['accuracy_ci95']:.2f}, {acc + a['accuracy_ci95']:.2f}]; "
+            f"[{tom - a['tokens_over_minimal_ci95']:.2f}, {tom + a['tokens_over_minimal_ci95']:.2f}]")
+
+
 def _q4(a: dict) -> str:
     """Accuracy / mean tokens on the quarter of problems with the longest minimal length (all levels)."""
     q = (a.get("by_need_quartile") or {}).get("Q4")
@@ -469,14 +484,14 @@ def to_markdown(r: dict) -> str:
     for name in ["base", *order]:
         a = agg[name]
         if a.get("accuracy") is None:
-            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:200], *[""] * (6 + len(levels))])
+            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:200], *[""] * (7 + len(levels))])
             continue
         d_acc = (a["accuracy"] - base["accuracy"]) * 100 if name != "base" and base.get("accuracy") is not None else None
         d_tok = (a["mean_tokens"] / base["mean_tokens"] - 1) * 100 if name != "base" and base.get("mean_tokens") else None
         card = "card" if name in CARD else ("peer" if name == PEER else ("" if name in ("base", GRPO) else "other"))
         rows.append([f"{name}" + (f" ({card})" if card else ""), _pm(a["accuracy"], a["accuracy_std"], "{:.3f}"),
                      _pm(a["mean_tokens"], a["mean_tokens_std"], "{:.1f}"),
-                     _pm(a["tokens_over_minimal"], a["tokens_over_minimal_std"], "{:.2f}×"),
+                     _pm(a["tokens_over_minimal"], a["tokens_over_minimal_std"], "{:.2f}×"), _ci(a),
                      f"{d_acc:+.1f}" if d_acc is not None else "", f"{d_tok:+.0f}%" if d_tok is not None else "",
                      f"{a['truncation_rate']:.3f}", _q4(a),
                      *[f"{a['by_level'][lv]['accuracy']:.2f} / {a['by_level'][lv]['mean_tokens']:.0f}"
@@ -499,7 +514,7 @@ def to_markdown(r: dict) -> str:
         f"evaluated with one stated budget of {L1_EVAL_BUDGET} tokens (\"Think for [maximum] {L1_EVAL_BUDGET} tokens.\"); "
         f"curriculum's budget schedule is stretched or squeezed to the run's steps.",
         "",
-        md_table(["method", "accuracy", "mean tokens", "tokens / minimal", "Δ acc (points)", "Δ tokens", "truncated",
+        md_table(["method", "accuracy", "mean tokens", "tokens / minimal", "95% CI: accuracy; × minimal", "Δ acc (points)", "Δ tokens", "truncated",
                   "longest-need quarter", *[f"L{lv}" for lv in levels]], rows),
         "",
         f"![toy Pareto]({r['plot']})",
@@ -617,7 +632,7 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
             from conciser.trainers.train import prepare
 
             # reference statistics (o1_pruner, adaptthink, a_dlp): built once here, before the workers start
-            overrides = [*task_overrides(task), f"model.name_or_path={model}", *(extra or [])]
+            overrides = [*task_overrides(task, recipe_for(m)), f"model.name_or_path={model}", *(extra or [])]
             ensure_toy_reference(recipe_for(m), overrides)
             _, _, _, args = prepare(recipe_for(m), overrides)
             # a recipe that stops earlier keeps its own length (DLER's: dynamic sampling runs dry on the toy)

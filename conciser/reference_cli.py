@@ -30,6 +30,7 @@ import logging
 import os
 from pathlib import Path
 
+from conciser import toy
 from conciser.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def ensure_toy_reference(recipe_name: str, overrides: list[str] | None = None, n
     if not path:
         return None
     model = model_identity(recipe.model.name_or_path)
-    if model != model_identity("toy") or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if model not in {model_identity(task) for task in toy.TASKS} or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return None
     try:
         load_reference_stats(path).check(model=model, problem_ids=[r["problem_id"] for r in load_rows(recipe.data)],

@@ -93,6 +93,8 @@ def test_toy_pareto_table_and_plot_from_fake_summaries(tmp_path):
     assert names == ["base", "kimi (other)", "laser (card)", "l1_exact"]  # base, then by mean tokens, failures last
     laser_row = next(ln for ln in lines if ln.startswith("| laser"))
     assert "0.750 ± 0.071" in laser_row and "+15.0" in laser_row and "-42%" in laser_row and "1.75×" in laser_row
+    # 95% t-interval of two seeds: 0.75 ± 12.706 * 0.0707 / sqrt(2) = 0.75 ± 0.635
+    assert laser["accuracy_ci95"] == pytest.approx(0.635, abs=1e-3) and "[0.11, 1.39]" in laser_row
     assert "failed: ValueError" in next(ln for ln in lines if ln.startswith("| l1_exact"))
     assert (tmp_path / "toy_pareto.quick.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "toy_pareto.quick.json").read_text())["plot"] == "toy_pareto.quick.png"
@@ -219,6 +221,12 @@ def test_toy_pareto_trains_and_evaluates_on_the_task_asked(tmp_path, monkeypatch
     ids = [json.loads(line)["problem_id"] for line in (tmp_path / "laser" / "eval" / "toy-scan" / "samples.jsonl").open()]
     assert len(ids) == 5 and all(i.startswith("scan-") for i in ids)
     assert results_name("toy-scan") == "toy_pareto_toy_scan" and results_name("toy") == "toy_pareto"
+    # reference statistics are sampled from the task's own base, so they live apart from toy-chain's
+    from bench.toy_pareto import task_overrides
+
+    assert "rewards.params.reference_stats=runs/toy-scan/reference/train/samples.jsonl" in task_overrides("toy-scan", "toy/o1_pruner")
+    assert not any("reference_stats" in o for o in task_overrides("toy-scan", "toy/laser"))
+    assert task_overrides("toy", "toy/o1_pruner") == []
     chain = run_one(Spec("laser", 0, 2, 3, model, str(tmp_path / "chain")))
     assert "data.dataset=toy-scan" not in seen[1]
     assert chain["summary"]["n_problems"] == 3

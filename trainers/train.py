@@ -100,11 +100,14 @@ def resume_checkpoint(resume: str | None, output_dir: Path) -> str | None:
 
 def model_identity(name_or_path: str) -> str:
     """The model as the eval harness records it in run.json (a resolved local path, or the hub id);
-    `toy` is the cached toy base's folder, built or not."""
-    from conciser.trainers.toy_sft import toy_base_dir
+    a toy task's name (`toy`, `toy-chain`, `toy-scan`) is its cached base's folder, built or not."""
+    from conciser import toy
+    from conciser.trainers.toy_sft import base_config, toy_base_dir
 
-    p = toy_base_dir() if name_or_path == "toy" else Path(name_or_path).expanduser()
-    return str(p.resolve()) if name_or_path == "toy" or p.exists() else name_or_path
+    if name_or_path in toy.TASKS:
+        return str(toy_base_dir(base_config(name_or_path)).resolve())
+    p = Path(name_or_path).expanduser()
+    return str(p.resolve()) if p.exists() else name_or_path
 
 
 def reference_command(recipe_name: str, overrides: list[str]) -> str:
