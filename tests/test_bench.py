@@ -329,3 +329,19 @@ def test_budget_curves_have_a_point_per_budget_and_level(tmp_path):
     assert [p["budget"] for p in pts] == list(CURVE_BUDGETS)
     assert all(0.0 <= p["accuracy"] <= 1.0 and set(p["by_level"]) == {"1", "2", "3", "4", "5"} for p in pts)
     assert all(p["mean_tokens"] > 0 for p in pts)
+
+
+def test_time_to_concise_takes_the_first_checkpoint_meeting_both_bars(tmp_path):
+    from bench.time_to_concise import first_concise, to_markdown
+
+    pts = [{"step": 10, "wall_s": 20.0, "accuracy": 0.95, "tokens_over_minimal": 1.31},   # not short enough
+           {"step": 5, "wall_s": 10.0, "accuracy": 0.80, "tokens_over_minimal": 1.10},    # below the base
+           {"step": 15, "wall_s": 30.0, "accuracy": 0.90, "tokens_over_minimal": 1.30},   # both: the first
+           {"step": 20, "wall_s": 40.0, "accuracy": 0.99, "tokens_over_minimal": 1.00}]
+    assert first_concise(pts, base_accuracy=0.90)["step"] == 15
+    assert first_concise(pts, base_accuracy=0.995) is None
+    r = {"config": {"task": "toy-scan", "every": 5, "steps": 20, "problems": 60, "seeds": [0, 1]}, "date": "d",
+         "machine": {"cpus": 2}, "wall_s": 60, "base": {"accuracy": 0.9},
+         "methods": {"laser": [{"seed": 0, "points": pts, "reached": pts[2]}, {"seed": 1, "points": pts, "reached": None}]}}
+    row = next(ln for ln in to_markdown(r).splitlines() if ln.startswith("| laser"))
+    assert "1/2" in row and "15, never" in row and "30 s, never" in row
