@@ -112,7 +112,7 @@ def no_generation(monkeypatch):
 
 def test_bad_input_fails_before_generation(tiny_toy_model, tmp_path, no_generation):
     model = str(tiny_toy_model)
-    with pytest.raises(ValueError, match="unknown benchmark 'aime2024'; known: toy, math500, aime24"):
+    with pytest.raises(ValueError, match="unknown benchmark 'aime2024'; known: toy, toy-chain, toy-scan, math500, aime24"):
         evaluate(model, "aime2024", out_dir=tmp_path, **FAST)
     with pytest.raises(ValueError, match="--model: path /nonexistent/model does not exist"):
         evaluate("/nonexistent/model", "toy", out_dir=tmp_path, **FAST)
@@ -133,7 +133,7 @@ def test_cli_errors_exit_2_with_the_fix(tiny_toy_model, tmp_path, capsys, no_gen
     from conciser.cli import main
 
     assert main(["eval", "--model", str(tiny_toy_model), "--benchmark", "nope", "--out", str(tmp_path)]) == 2
-    assert "unknown benchmark 'nope'; known: toy, math500" in capsys.readouterr().err
+    assert "unknown benchmark 'nope'; known: toy, toy-chain, toy-scan, math500" in capsys.readouterr().err
     assert main(["eval", "--model", str(tiny_toy_model), "--n", "2", "--k", "8", "--out", str(tmp_path)]) == 2
     assert "raise --n to 8" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "nope")]) == 2
