@@ -3,7 +3,7 @@
     base     conciser (the package: a version string), conciser.errors, conciser.plugins
                                                         may import nothing of ours
     rewards  conciser.rewards.*                         base only (the grader and every reward)
-    core     conciser.config, conciser.toy, conciser.trainer_fields    base, rewards
+    core     conciser.config, conciser.toy, conciser.toy_scan, conciser.trainer_fields    base, rewards
     trainers conciser.trainers.*                        base, rewards, core -- never eval
     eval     conciser.eval.*                            base, rewards, core -- never trainers
     cli      every other conciser.* module              anything
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"conciser": REPO / "conciser", "conciser.rewards": REPO / "rewards", "conciser.trainers": REPO / "trainers",
             "conciser.eval": REPO / "eval"}
 BASE = {"conciser", "conciser.errors", "conciser.plugins"}
-CORE = {"conciser.config", "conciser.toy", "conciser.trainer_fields"}
+CORE = {"conciser.config", "conciser.toy", "conciser.toy_scan", "conciser.trainer_fields"}
 ALLOWED = {
     "base": set(),
     "rewards": {"base"},
