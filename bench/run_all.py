@@ -3,7 +3,8 @@
     python -m bench.run_all [--quick] [--only grading,overhead,pareto]
 
 Order: grading (needs only the grader), then the toy base (built and cached if missing, a few
-minutes), then trainer overhead and the toy Pareto. A bench that fails is reported and the others
+minutes), then trainer overhead and the toy Pareto, on the toy-scan task (its own base, built and cached
+the same way: about 5.5 minutes on 2 cores). A bench that fails is reported and the others
 still run; the exit status is non-zero if any failed. Results: bench/results/*.md|json|png
 (`*.quick.*` for --quick); a summary of this run: bench/results/run_all[.quick].json.
 """
