@@ -455,12 +455,14 @@ def _fewer(r: dict) -> str:
 
 
 def _ci(a: dict) -> str:
-    """The 95% t-intervals of the seed mean of accuracy and tokens / minimal ("" with one seed)."""
+    """The 95% t-intervals of the seed mean of accuracy and tokens / minimal ("" with one seed), clipped to
+    what the metric can be (accuracy in [0, 1], length >= 0): with 3 seeds and one collapse the t-interval
+    runs past both."""
     if a.get("accuracy_ci95") is None or a.get("tokens_over_minimal_ci95") is None:
         return ""
     acc, tom = a["accuracy"], a["tokens_over_minimal"]
-    return (f"[{acc - a['accuracy_ci95']:.2f}, {acc + a['accuracy_ci95']:.2f}]; "
-            f"[{tom - a['tokens_over_minimal_ci95']:.2f}, {tom + a['tokens_over_minimal_ci95']:.2f}]")
+    return (f"[{max(0.0, acc - a['accuracy_ci95']):.2f}, {min(1.0, acc + a['accuracy_ci95']):.2f}]; "
+            f"[{max(0.0, tom - a['tokens_over_minimal_ci95']):.2f}, {tom + a['tokens_over_minimal_ci95']:.2f}]")
 
 
 def _q4(a: dict) -> str:
