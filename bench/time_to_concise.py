@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from bench._common import RESULTS, log, machine, md_table, stamp, write_results
-from bench.toy_pareto import PEER, _schedule_over, eval_template, recipe_for, task_overrides
+from bench.toy_pareto import PEER, eval_template, train_method
 
 TARGET = 1.3          # tokens / minimal to reach
 QUICK = {"methods": ["laser", PEER], "steps": 10, "every": 5, "problems": 60, "seeds": [0]}
@@ -39,20 +39,10 @@ def _evaluate(model: str, task: str, problems: int, method: str, out: Path) -> d
 def run_one(method: str, seed: int, *, task: str, steps: int, every: int, problems: int, base_model: str,
             base_accuracy: float, work: Path) -> dict:
     """Train `method` with a checkpoint every `every` steps, evaluate each; the first that is concise enough."""
-    from conciser.trainers.train import train
-
-    recipe = recipe_for(method)
     out = work / f"{method}-seed{seed}"
-    overrides = [*_schedule_over(recipe, steps), *task_overrides(task, recipe), f"model.name_or_path={base_model}",
-                 f"trainer.output_dir={out / 'model'}", f"trainer.max_steps={steps}", f"trainer.seed={seed}",
-                 f"trainer.save_steps={every}", f"trainer.save_total_limit={steps // every + 1}", "trainer.logging_steps=5"]
     t0 = time.time()
-    if method == PEER:
-        from bench.openr1_peer import train_peer
-
-        train_peer(recipe, overrides)
-    else:
-        train(recipe, overrides)
+    train_method(method, task, base_model, out / "model", steps, seed,
+                 [f"trainer.save_steps={every}", f"trainer.save_total_limit={steps // every + 1}"])
     points = []
     for ckpt in sorted((out / "model").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
         step = int(ckpt.name.split("-")[1])

@@ -162,13 +162,28 @@ def _steps_recorded(reached: list[int]):
         grpo.ConciseGRPOTrainer = base
 
 
+def train_method(method: str, task: str, model: str, out: Path, steps: int, seed: int, extra: list[str]) -> Path:
+    """Train `method` from `model` on toy task `task` as every bench does: its toy recipe with the task's
+    overrides, the run's steps and seed (the peer with stock TRL). Returns the trained model's folder."""
+    from conciser.trainers.train import train
+
+    recipe = recipe_for(method)
+    overrides = [*_schedule_over(recipe, steps), *task_overrides(task, recipe), f"model.name_or_path={model}",
+                 f"trainer.output_dir={out}", f"trainer.max_steps={steps}", f"trainer.seed={seed}",
+                 "trainer.logging_steps=5", *extra]
+    if method == PEER:
+        from bench.openr1_peer import train_peer
+
+        return train_peer(recipe, overrides)
+    return train(recipe, overrides)
+
+
 def run_one(spec: Spec) -> dict:
     """Train and evaluate one spec in this process; returns its result record (never raises)."""
     import torch
 
     torch.set_num_threads(1)
     from conciser.eval.run import evaluate
-    from conciser.trainers.train import train
 
     out = Path(spec.out)
     rec: dict = {"method": spec.method, "seed": spec.seed, "steps": spec.steps}
@@ -180,16 +195,9 @@ def run_one(spec: Spec) -> dict:
             recipe = recipe_for(spec.method)
             overrides = _schedule_over(recipe, spec.steps)
             rec["recipe"], rec["overrides"] = recipe, overrides
-            overrides = [*overrides, *task_overrides(spec.task, recipe), f"model.name_or_path={spec.model}",
-                         f"trainer.output_dir={out / 'model'}", f"trainer.max_steps={spec.steps}",
-                         f"trainer.seed={spec.seed}", "trainer.logging_steps=5", *spec.extra]
-            if spec.method == PEER:
-                from bench.openr1_peer import train_peer
-
-                model = str(train_peer(recipe, overrides))
-            else:
-                with _steps_recorded(reached):
-                    model = str(train(recipe, overrides))
+            with _steps_recorded(reached):
+                model = str(train_method(spec.method, spec.task, spec.model, out / "model", spec.steps, spec.seed,
+                                         spec.extra))
         rec["train_s"] = round(time.perf_counter() - t0, 1)
         t1 = time.perf_counter()
         s = evaluate(model, benchmark=spec.task, n=1, limit=spec.problems, out_dir=out / "eval", seed=spec.eval_seed,
