@@ -345,3 +345,88 @@ def test_time_to_concise_takes_the_first_checkpoint_meeting_both_bars(tmp_path):
          "methods": {"laser": [{"seed": 0, "points": pts, "reached": pts[2]}, {"seed": 1, "points": pts, "reached": None}]}}
     row = next(ln for ln in to_markdown(r).splitlines() if ln.startswith("| laser"))
     assert "1/2" in row and "15, never" in row and "30 s, never" in row
+
+
+def test_serve_ltr_resamples_ranker_data_taken_with_another_cap(tmp_path, monkeypatch):
+    """The ranker must learn the lengths the server will produce: data sampled with another cap is redone."""
+    import argparse
+
+    from bench import serve_ltr
+
+    calls = []
+
+    def fake_run(cmd, log, env=None):
+        calls.append(cmd[3:])
+        if cmd[3] == "ranker":
+            out = tmp_path / "ranker-base"
+            out.mkdir(exist_ok=True)
+            (out / "ranker.json").write_text(json.dumps({k: 0.5 for k in (
+                "kendall_tau", "pair_accuracy", "kendall_tau_prompt_chars", "pair_accuracy_prompt_chars",
+                "n_train", "n_heldout", "train_seconds")}))
+
+    monkeypatch.setattr(serve_ltr, "_run", fake_run)
+    train_file = tmp_path / "toy_train.jsonl"
+    data = tmp_path / "eval-base" / "toy_train"
+    data.mkdir(parents=True)
+    (data / "samples.jsonl").write_text("".join(json.dumps({"tokens": 100 + i % 60}) + "\n"
+                                                for i in range(2 * serve_ltr.TRAIN_PROBLEMS)))
+    (data / "run.json").write_text(json.dumps({"max_new_tokens": 160}))
+
+    info = serve_ltr._ranker("base", tmp_path / "model", tmp_path, train_file, argparse.Namespace(max_tokens=256), [])
+    assert [c[0] for c in calls] == ["eval", "ranker"]
+    assert calls[0][calls[0].index("--max-new-tokens") + 1] == "256"
+    assert info["samples_max_tokens"] == 159
+
+    (data / "run.json").write_text(json.dumps({"max_new_tokens": 256}))   # same cap: both reused
+    calls.clear()
+    serve_ltr._ranker("base", tmp_path / "model", tmp_path, train_file, argparse.Namespace(max_tokens=256), [])
+    assert calls == []
+
+
+def test_serve_ltr_rejects_a_cap_below_one_before_any_work(tmp_path):
+    from bench import serve_ltr
+
+    with pytest.raises(SystemExit) as e:
+        serve_ltr.main(["--max-tokens", "0", "--keep", str(tmp_path / "keep")])
+    assert e.value.code == 2 and not (tmp_path / "keep").exists()
+
+
+def test_serve_ltr_replay_by_hand():
+    """One slot, jobs (arrival, tokens) A (0, 5), B (1, 4), C (2, 1), one second a token.
+    FCFS: A 0-5, B 5-9, C 9-10: latencies 5, 8, 8 (mean 7), waits 0, 4, 7.
+    Shortest first: A 0-5 (alone at 0), then C 5-6, B 6-10: latencies 5, 9, 4 (mean 6), waits 0, 5, 3."""
+    from bench.serve_ltr import replay
+
+    jobs = [(0.0, 5), (1.0, 4), (2.0, 1)]
+    assert replay([(a, a, t) for a, t in jobs], 1, 1.0) == pytest.approx((7.0, 7.0))
+    assert replay([(a, t, t) for a, t in jobs], 1, 1.0) == pytest.approx((6.0, 5.0))
+    # two slots, one idle until a late arrival: nobody waits; half a second a token
+    assert replay([(0.0, 0.0, 6), (10.0, 10.0, 2)], 2, 0.5) == pytest.approx((2.0, 0.0))
+
+
+def test_serve_ltr_window_sweep_recovers_the_quantiles_it_replays(tmp_path):
+    """Priorities written as a + W q are replayed as a + x W q: x = 1 gives the arm's own order back."""
+    from bench.serve_ltr import REPLAY_WINDOWS, replay, window_sweep
+
+    W, slots = 10.0, 1
+    reqs = [(0.0, 5, 0.9), (1.0, 4, 0.6), (2.0, 1, 0.1), (2.5, 3, 0.4)]   # arrival, tokens, quantile
+    def write(arm, prio):
+        rows = [{"ok": True, "round": 0, "arrival": a, "completion_tokens": t, "priority": prio(a, q)} for a, t, q in reqs]
+        (tmp_path / f"requests-m-{arm}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write("fcfs", lambda a, q: None)
+    write("ltr", lambda a, q: round(1000 * (a + W * q)))
+    write("oracle", lambda a, q: round(1000 * (a + W * q)))
+    (tmp_path / "summary.json").write_text(json.dumps({"models": {"m": {"arms": {
+        "fcfs": {"metrics": {"output_tokens_per_s": 1.0, "latency_mean": 7.5}}}}}}))
+
+    sw = window_sweep(tmp_path, "m", W, slots)
+    fcfs = replay([(a, a, t) for a, t, _ in reqs], slots, 1.0)
+    own = replay([(a, a + W * q, t) for a, t, q in reqs], slots, 1.0)
+    pure = replay([(a, q, t) for a, t, q in reqs], slots, 1.0)
+    assert sw["fcfs_replay_mean_s"] == pytest.approx(fcfs[0]) and sw["fcfs_measured_mean_s"] == 7.5
+    by_x = {w["window_x"]: w for w in sw["windows"]}
+    assert set(by_x) == set(REPLAY_WINDOWS)
+    assert by_x[1.0]["ltr"]["mean_latency_ratio"] == pytest.approx(own[0] / fcfs[0], rel=1e-3)
+    assert by_x[float("inf")]["oracle"]["mean_latency_ratio"] == pytest.approx(pure[0] / fcfs[0])
+    assert by_x[float("inf")]["oracle"]["mean_latency_ratio"] < 1.0        # shortest first helps this stream
+    assert window_sweep(tmp_path, "m", 0.0, slots) is None
