@@ -24,11 +24,12 @@ Why this shape (DESIGN §4, "Lesson of the first toy"):
   * so a concise policy's accuracy under a thinking budget B rises gradually with B (the share of
     problems whose stop comes within B), not in one step at a printed difficulty;
   * a tempting shortcut: the hint is the answer with probability `HINT_ACCURACY` (0.6), else another
-    digit. Answering from it costs 7 tokens whatever h is; the verbose base takes it now and then
-    (at once, or giving up part-way), so RL can find it and overuse it.
+    digit. Answering from it costs 13 tokens whatever h is (as many as a scan that stops at step 1);
+    the verbose base takes it now and then (at once, or giving up part-way), so RL can find it and
+    overuse it.
 `minimal_tokens` is the shortest completion that is right for certain (every step up to the stop
-written); the hint completion is shorter (7 tokens) and right 60% of the time, so tokens/minimal can go
-below 1.0 only by taking that gamble.
+written); the hint completion is shorter for every h > 1 (13 tokens) and right 60% of the time, so
+tokens/minimal can go below 1.0 only by taking that gamble.
 
 The verbose "overthinking" traces the base is trained on add, as in the chain task: slips that a
 re-check always fixes, redundant re-checks, filler, a final re-verification pass, and the hint now

@@ -430,3 +430,28 @@ def test_serve_ltr_window_sweep_recovers_the_quantiles_it_replays(tmp_path):
     assert by_x[float("inf")]["oracle"]["mean_latency_ratio"] == pytest.approx(pure[0] / fcfs[0])
     assert by_x[float("inf")]["oracle"]["mean_latency_ratio"] < 1.0        # shortest first helps this stream
     assert window_sweep(tmp_path, "m", 0.0, slots) is None
+
+
+def test_shortcut_front_give_up_by_hand():
+    """k = 2, stop at step 1 or 2 with 1/2 each, hint right 60% in 13 tokens, 7 a step, minimal 7h + 6:
+    j = 0: 0.6, 13; j = 1: 0.5 + 0.5 x 0.6 = 0.8, 0.5 x 13 + 0.5 x (7 + 13) = 16.5; j = 2: 1.0, 0.5 x 13 + 0.5 x 20 = 16.5."""
+    from bench.shortcut_front import give_up, stop_probs
+
+    kw = dict(hint_accuracy=0.6, step_tokens=7, hint_tokens=13, minimal=lambda h: 7 * h + 6)
+    assert give_up([0.5, 0.5], 0, **kw) == pytest.approx((0.6, 13.0))
+    assert give_up([0.5, 0.5], 1, **kw) == pytest.approx((0.8, 16.5))
+    assert give_up([0.5, 0.5], 2, **kw) == pytest.approx((1.0, 16.5))
+    assert stop_probs(2, 1.0) == pytest.approx([2 / 3, 1 / 3]) and stop_probs(3, 0.0) == pytest.approx([1 / 3] * 3)
+
+
+def test_shortcut_front_runs_from_the_minimal_trace_to_the_hint():
+    from bench.shortcut_front import front
+    from conciser import toy_scan
+
+    r = front((0.0, 0.02, 1.0))
+    free, mid, dear = r["rows"]
+    assert free["accuracy"] == pytest.approx(1.0) and free["tokens_over_minimal"] == pytest.approx(1.0)
+    assert {lv: toy_scan.LEVELS[lv].k for lv in toy_scan.LEVELS} == free["steps_before_hint"]
+    assert dear["accuracy"] == pytest.approx(toy_scan.HINT_ACCURACY) and set(dear["steps_before_hint"].values()) == {0}
+    assert dear["accuracy"] <= mid["accuracy"] <= free["accuracy"]
+    assert r["hint_tokens"] == toy_scan.minimal_tokens(1) and r["step_tokens"] == 7

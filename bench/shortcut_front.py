@@ -1,0 +1,107 @@
+"""The front a perfect policy could trace on toy-scan, before any training: for each price per token,
+the best "scan j steps, then answer from the hint" policy per level, and the accuracy and length it gets.
+
+    python -m bench.shortcut_front [--prices 0.001,0.005,...]
+
+A policy on toy-scan can only shorten below the minimal trace by giving up: scan j steps (the stop comes
+at step h, drawn from the level's distribution) and, if it has not come yet, answer from the hint (right
+with probability HINT_ACCURACY). For a reward "correct - price x tokens" the best j per level is computed
+exactly from the generator's distributions and the toy tokenizer's token counts. Length rewards differ in
+the price they put on a token, so the points this front has are the points trained methods can separate
+into; a front with one point for every price a reward imposes means every method ends at the same place.
+Results: bench/results/shortcut_front_toy_scan.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench._common import RESULTS, md_table, stamp
+
+PRICES = (0.001, 0.003, 0.005, 0.008, 0.01, 0.012, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05)
+
+
+def stop_probs(k: int, alpha: float) -> list[float]:
+    """P(h) for h = 1..k, proportional to h^-alpha: the toy-scan generator's stop distribution."""
+    w = [h ** -alpha for h in range(1, k + 1)]
+    return [x / sum(w) for x in w]
+
+
+def give_up(probs: list[float], j: int, *, hint_accuracy: float, step_tokens: int, hint_tokens: int,
+            minimal) -> tuple[float, float]:
+    """(accuracy, mean tokens) of "scan at most j steps, then answer from the hint" (j = len(probs): never give up)."""
+    acc = tokens = 0.0
+    for h, p in enumerate(probs, 1):
+        if h <= j:
+            acc, tokens = acc + p, tokens + p * minimal(h)
+        else:
+            acc, tokens = acc + p * hint_accuracy, tokens + p * (step_tokens * j + hint_tokens)
+    return acc, tokens
+
+
+def front(prices=PRICES) -> dict:
+    """The best give-up policy per level for each price, on the toy-scan task as the generator defines it."""
+    import random
+
+    from conciser import toy_scan as ts
+
+    tok = ts.build_tokenizer()
+    count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    p = ts.make_problem(random.Random(0), 5)
+    hint_tokens = count(ts.hint_trace(p))
+    step_tokens = count(ts._completion([ts._step(*ts._steps(p)[0])] * 2 + [ts.HINT_PHRASE], p.hint)) - count(
+        ts._completion([ts._step(*ts._steps(p)[0])] + [ts.HINT_PHRASE], p.hint))
+    levels = {lv: stop_probs(spec.k, spec.alpha) for lv, spec in ts.LEVELS.items()}
+    minimal = {lv: sum(q * ts.minimal_tokens(h) for h, q in enumerate(ps, 1)) for lv, ps in levels.items()}
+    args = dict(hint_accuracy=ts.HINT_ACCURACY, step_tokens=step_tokens, hint_tokens=hint_tokens, minimal=ts.minimal_tokens)
+    rows = []
+    for price in prices:
+        per = {}
+        for lv, ps in levels.items():
+            j = max(range(len(ps) + 1), key=lambda j: (lambda a, t: a - price * t)(*give_up(ps, j, **args)))
+            per[lv] = (j, *give_up(ps, j, **args))
+        acc = sum(a for _, a, _ in per.values()) / len(per)
+        tokens = sum(t for _, _, t in per.values()) / len(per)
+        rows.append({"price": price, "accuracy": acc, "mean_tokens": tokens,
+                     "tokens_over_minimal": tokens / (sum(minimal.values()) / len(minimal)),
+                     "steps_before_hint": {lv: j for lv, (j, _, _) in per.items()}})
+    points = sorted({(round(r["accuracy"], 4), round(r["tokens_over_minimal"], 4)) for r in rows})
+    return {"date": stamp(), "hint_accuracy": ts.HINT_ACCURACY, "hint_tokens": hint_tokens, "step_tokens": step_tokens,
+            "levels": {lv: {"k": s.k, "alpha": s.alpha} for lv, s in ts.LEVELS.items()}, "rows": rows,
+            "distinct_points": len(points)}
+
+
+def to_markdown(r: dict) -> str:
+    lines = [f"# Shortcut front (toy-scan, before training) -- {r['date']}", "",
+             f"The best \"scan j steps, then answer from the hint\" policy per level, for a reward correct - price x "
+             f"tokens (hint right {r['hint_accuracy']:.0%}, {r['hint_tokens']} tokens; each step scanned before it "
+             f"{r['step_tokens']} more). j = k: never gives up (the minimal trace, accuracy 1); j = 0: the hint at once. "
+             f"{r['distinct_points']} distinct points over {len(r['rows'])} prices.", ""]
+    body = [[f"{x['price']:g}", f"{x['accuracy']:.3f}", f"{x['mean_tokens']:.1f}", f"{x['tokens_over_minimal']:.2f}x",
+             " ".join(f"L{lv}:{j}/{r['levels'][lv]['k']}" for lv, j in x["steps_before_hint"].items())] for x in r["rows"]]
+    lines.append(md_table(["price per token", "accuracy", "mean tokens", "tokens / minimal", "steps before the hint (j / k)"],
+                          body))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.shortcut_front", description=__doc__.split("\n")[0])
+    ap.add_argument("--prices", default=",".join(map(str, PRICES)), help="comma-separated prices per token")
+    ap.add_argument("--out", default=str(RESULTS), help="where shortcut_front_toy_scan.md goes")
+    args = ap.parse_args(argv)
+    try:
+        prices = [float(x) for x in args.prices.split(",")]
+    except ValueError:
+        ap.error(f"--prices must be comma-separated numbers, got {args.prices!r}")
+    if any(p < 0 for p in prices):
+        ap.error(f"--prices must be >= 0 (a price per token against a correctness reward of 1), got {args.prices!r}")
+    md = to_markdown(front(prices))
+    from pathlib import Path
+
+    (Path(args.out) / "shortcut_front_toy_scan.md").write_text(md + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
