@@ -1,7 +1,7 @@
 """Serve: length-aware scheduling on the toy -- does a learned length ranker beat FCFS behind vLLM,
 before and after the model is made concise?
 
-    python -m bench.serve_ltr [--requests 400] [--load 1.2] [--max-num-seqs 2] [--rounds 2] [--window auto]
+    python -m bench.serve_ltr [--requests 400] [--load 2.0] [--max-num-seqs 2] [--rounds 4] [--window auto]
                               [--max-tokens 256]
 
 Steps, each a `conciser` command (printed, and recorded in the results); models, ranker data and
@@ -32,6 +32,12 @@ finish. At 160 the verbose base is cut off on most level-4 and level-5 problems 
 serving, every cut answer exactly 160 tokens long), which hides the longest jobs -- the ones a
 length-aware scheduler moves -- behind one length. With no cap (320) its longest answer on the 250
 served problems was 215 tokens, none cut, accuracy 1.00 on every level; 256 leaves that room.
+
+Why 2x the capacity: the capacity run itself is off by up to 10% on this VM, and a server's speed moves
+as much from round to round; under overload that moves a round's mean latency by 1 / (1 - 1/load) times
+as much (6x at 1.2x load, 3x at 1.5x, 2x at 2x). At 1.2x a capacity measured 10% slow left FCFS barely
+queueing; 2x still queues with that error and amplifies speed noise least of the three loads tried. `window_sweep` then replays
+the orders at one fixed speed (bench/README.md).
 
 Latency ratios are noisy on a shared machine: arms run interleaved (ABBA rounds); the load average
 and the client's lag behind its schedule are recorded with the results.
@@ -133,11 +139,11 @@ def _vllm_args(args) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.serve_ltr", description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=400, help="requests per arm and round (default 400)")
-    ap.add_argument("--load", type=float, default=1.2,
-                    help="arrival rate as a multiple of each model's measured capacity (default 1.2: above it)")
+    ap.add_argument("--load", type=float, default=2.0,
+                    help="arrival rate as a multiple of each model's measured capacity (default 2.0; see above)")
     ap.add_argument("--capacity-requests", type=int, default=200, help="requests of the capacity run (default 200)")
     ap.add_argument("--max-num-seqs", type=int, default=2, help="vLLM sequences per engine step (default 2; see above)")
-    ap.add_argument("--rounds", type=int, default=2, help="ABBA rounds of the three arms (default 2)")
+    ap.add_argument("--rounds", type=int, default=4, help="ABBA rounds of the three arms (default 4)")
     ap.add_argument("--window", default="auto",
                     help="--ltr-window: seconds, or auto (each model's largest wait in its first FCFS run; default auto)")
     ap.add_argument("--max-tokens", type=int, default=256,
