@@ -243,8 +243,12 @@ def window_sweep(folder: Path, name: str, window_s: float, slots: int) -> dict |
         return None   # priorities carry no quantile when the window is 0 (fcfs order)
     summary = json.loads((folder / "summary.json").read_text())["models"][name]["arms"]
     seconds_per_token = slots / summary["fcfs"]["metrics"]["output_tokens_per_s"]
-    rows = {arm: [r for r in map(json.loads, (folder / f"requests-{name}-{arm}.jsonl").open()) if r["ok"]] for arm in ARMS}
-    rounds = lambda arm: [[r for r in rows[arm] if r["round"] == k] for k in sorted({r["round"] for r in rows[arm]})]  # noqa: E731
+
+    def rounds(arm: str) -> list[list[dict]]:
+        """The arm's served requests, one list per round."""
+        rows = [r for r in map(json.loads, (folder / f"requests-{name}-{arm}.jsonl").open()) if r["ok"]]
+        return [[r for r in rows if r["round"] == k] for k in sorted({r["round"] for r in rows})]
+
     fcfs = [replay([(r["arrival"], r["arrival"], r["completion_tokens"]) for r in rr], slots, seconds_per_token)
             for rr in rounds("fcfs")]
     fcfs_mean, fcfs_wait = sum(m for m, _ in fcfs) / len(fcfs), max(w for _, w in fcfs)

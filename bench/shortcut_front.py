@@ -15,6 +15,7 @@ Results: bench/results/shortcut_front_toy_scan.md.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench._common import RESULTS, md_table, stamp
 
@@ -46,11 +47,8 @@ def front(prices=PRICES) -> dict:
     from conciser import toy_scan as ts
 
     tok = ts.build_tokenizer()
-    count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    p = ts.make_problem(random.Random(0), 5)
-    hint_tokens = count(ts.hint_trace(p))
-    step_tokens = count(ts._completion([ts._step(*ts._steps(p)[0])] * 2 + [ts.HINT_PHRASE], p.hint)) - count(
-        ts._completion([ts._step(*ts._steps(p)[0])] + [ts.HINT_PHRASE], p.hint))
+    hint_tokens = len(tok(ts.hint_trace(ts.make_problem(random.Random(0), 5)), add_special_tokens=False)["input_ids"])
+    step_tokens = ts.minimal_tokens(2) - ts.minimal_tokens(1)   # one scanned step that does not stop
     levels = {lv: stop_probs(spec.k, spec.alpha) for lv, spec in ts.LEVELS.items()}
     minimal = {lv: sum(q * ts.minimal_tokens(h) for h, q in enumerate(ps, 1)) for lv, ps in levels.items()}
     args = dict(hint_accuracy=ts.HINT_ACCURACY, step_tokens=step_tokens, hint_tokens=hint_tokens, minimal=ts.minimal_tokens)
@@ -58,8 +56,8 @@ def front(prices=PRICES) -> dict:
     for price in prices:
         per = {}
         for lv, ps in levels.items():
-            j = max(range(len(ps) + 1), key=lambda j: (lambda a, t: a - price * t)(*give_up(ps, j, **args)))
-            per[lv] = (j, *give_up(ps, j, **args))
+            options = [(j, *give_up(ps, j, **args)) for j in range(len(ps) + 1)]
+            per[lv] = max(options, key=lambda o: o[1] - price * o[2])   # (j, accuracy, tokens)
         acc = sum(a for _, a, _ in per.values()) / len(per)
         tokens = sum(t for _, _, t in per.values()) / len(per)
         rows.append({"price": price, "accuracy": acc, "mean_tokens": tokens,
@@ -96,8 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     if any(p < 0 for p in prices):
         ap.error(f"--prices must be >= 0 (a price per token against a correctness reward of 1), got {args.prices!r}")
     md = to_markdown(front(prices))
-    from pathlib import Path
-
     (Path(args.out) / "shortcut_front_toy_scan.md").write_text(md + "\n")
     print(md)
     return 0
