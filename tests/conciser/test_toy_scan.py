@@ -21,7 +21,7 @@ def tokenizer():
 
 def _solve(prompt: str) -> tuple[str, int]:
     """Solve a prompt from its text alone, by the rule: (answer, stop step)."""
-    start, ops = re.fullmatch(r"hint:\d\. start=(\d); (.*)\.", prompt).groups()
+    start, ops = re.fullmatch(r"hint:\d sure:\d\. start=(\d); (.*)\.", prompt).groups()
     total = int(start)
     for i, op in enumerate(ops.split("; ")):
         v = int(op[1:])
@@ -43,7 +43,7 @@ def test_problems_are_deterministic_and_the_answer_follows_the_rule():
 @pytest.mark.parametrize("level", sorted(toy_scan.LEVELS))
 def test_every_prompt_of_a_level_has_the_same_shape(tokenizer, level):
     ps = toy_scan.make_problems(50, seed=level, levels=(level,))
-    assert {len(tokenizer(p.prompt, add_special_tokens=False).input_ids) for p in ps} == {3 * toy_scan.LEVELS[level].k + 8}
+    assert {len(tokenizer(p.prompt, add_special_tokens=False).input_ids) for p in ps} == {3 * toy_scan.LEVELS[level].k + 11}
 
 
 @pytest.mark.parametrize("level", sorted(toy_scan.LEVELS))
@@ -53,6 +53,18 @@ def test_needed_length_varies_inside_every_level_and_the_hint_is_right_about_70_
     assert statistics.pstdev(lengths) / statistics.fmean(lengths) >= 0.4
     assert {p.stop for p in ps} == set(range(1, toy_scan.LEVELS[level].k + 1))
     assert 0.6 <= statistics.fmean(p.hint == p.answer for p in ps) <= 0.8
+
+
+def test_the_hint_is_right_as_often_as_its_printed_odds_and_the_base_takes_surer_hints_more():
+    ps = toy_scan.make_problems(5000, seed=3)
+    rng = random.Random(4)
+    for sure in toy_scan.SURE:
+        mine = [p for p in ps if p.sure == sure]
+        assert len(mine) > 0.15 * len(ps)
+        assert abs(statistics.fmean(p.hint == p.answer for p in mine) - sure / 10) < 0.04
+    taken = {s: statistics.fmean(toy_scan.HINT_PHRASE in toy_scan.verbose_trace(p, rng) for p in ps if p.sure == s)
+             for s in (5, 9)}
+    assert taken[9] > 3 * taken[5] > 0
 
 
 def test_harder_levels_need_longer_traces_on_average():
@@ -81,7 +93,7 @@ def test_every_toy_word_is_one_token(tokenizer):
     name = toy_scan.NAMES[p.stop - 1]
     assert pieces[-12:] == [f"Ġ{name}", p.answer, ":", p.answer, "Ġstop", ".", "</think>", "\\boxed", "{", p.answer, "}", "<|end|>"]
     prompt = tokenizer.convert_ids_to_tokens(tokenizer(p.prompt, add_special_tokens=False).input_ids)
-    assert prompt[:8] == ["hint", ":", p.hint, ".", "Ġstart", "=", str(p.start), ";"]
+    assert prompt[:11] == ["hint", ":", p.hint, "Ġsure", ":", str(p.sure), ".", "Ġstart", "=", str(p.start), ";"]
 
 
 def test_tokenizer_reloads_identically_through_autotokenizer(tokenizer, tmp_path):
