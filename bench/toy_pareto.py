@@ -534,6 +534,10 @@ def to_markdown(r: dict) -> str:
         f"{r['date']} · {m['cpus']} CPUs · torch {m.get('torch')}, trl {m.get('trl')} · wall {r['wall_s'] / 60:.0f} min",
         *[f"Re-run since (`--update`): {', '.join(u['methods'])}, {u['date']}, {u['wall_s'] / 60:.0f} min."
           for u in cfg.get("updates", [])],
+        *([f"Collected from a stopped run (`--collect`): {c['finished']} of {c['of']} runs finished in its "
+           f"{c['span_s'] / 60:.0f} min; not run: "
+           + (", ".join(f"{x['method']} seed {x['seed']}" for x in r["runs"] if x.get("error", "").startswith("not run"))
+              or "none") + "."] if (c := cfg.get("collected")) else []),
         "",
         f"Every method trained {cfg['steps']} steps{_fewer(r)} from the toy base `{Path(cfg['base']).name}` (training seed(s) "
         f"{seeds}; mean ± std over seeds where there are several), then evaluated on the same {cfg['problems']} "
@@ -633,17 +637,22 @@ def previous_results(quick: bool, out_dir: Path | None, *, methods: list[str], s
 def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[int] | None = None,
         steps: int | None = None, problems: int | None = None, jobs: int | None = None, model: str | None = None,
         out_dir: Path | None = None, work_dir: Path | None = None, run_timeout: float | None = None,
-        extra: list[str] | None = None, update: bool = False, task: str = "toy", curves_too: bool = False) -> dict:
+        extra: list[str] | None = None, update: bool = False, task: str = "toy", curves_too: bool = False,
+        collect: bool = False) -> dict:
     """Train and evaluate every method (and evaluate the base); writes and returns the results dict.
 
     `extra`: recipe overrides applied to every method (tests shrink the batch with it). `update`:
     train and evaluate only `methods` and put their runs in place of theirs in the existing results
     (the base's evaluation and every other method's runs are kept: each run is deterministic per seed).
+    `collect`: train nothing; write the results of the runs already finished in `work_dir` (a bench that
+    was stopped) and report the others as not run.
     """
     t0 = time.perf_counter()
     mach = machine()
     if update and not methods:
         raise ValueError("--update needs --methods: the methods to re-run")
+    if collect and (work_dir is None or update):
+        raise ValueError("--collect reads the finished runs of an earlier run: give its --keep DIR (and no --update)")
     methods = methods or (QUICK_METHODS if quick else all_methods())
     unknown = sorted(set(methods) - set(all_methods()))
     if unknown:
@@ -684,7 +693,18 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
                   for s in seeds for m in methods if m not in broken]
         log(f"toy pareto ({task}): {len(methods)} methods x {len(seeds)} seed(s), {steps} steps, {problems} problems, "
             f"{jobs} jobs, load {mach['load_avg_1m']}")
-        records = run_specs(specs, jobs, Path(work_dir) / "queue", timeout=run_timeout)
+        if collect:
+            records = [finished_run(sp) or {"method": sp.method, "seed": sp.seed, "steps": sp.steps,
+                                            "error": "not run: the bench was stopped first (resume: the same command with --keep)"}
+                       for sp in specs]
+            done = [Path(sp.out) / "result.json" for sp, r in zip(specs, records) if "summary" in r]
+            # the stopped run's own span: first run's folder made to the last result written
+            wall_from = min((Path(sp.out).stat().st_mtime for sp in specs if Path(sp.out).exists()), default=0.0)
+            collected = {"from": str(work_dir), "finished": len(done), "of": len(specs),
+                         "span_s": round(max((p.stat().st_mtime for p in done), default=wall_from) - wall_from, 1)}
+            log(f"collected {len(done)} of {len(specs)} runs from {work_dir}")
+        else:
+            records = run_specs(specs, jobs, Path(work_dir) / "queue", timeout=run_timeout)
         records += [{"method": m, "seed": s, "steps": steps, "error": f"recipe: {e}"} for m, e in broken.items()
                     for s in seeds]
         curves = old.get("budget_curves") if old else None
@@ -699,6 +719,9 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
             tmp.cleanup()
     config = {"task": task, "methods": methods, "seeds": seeds, "steps": steps, "problems": problems, "base": model,
               "eval_seed": 0, "jobs": jobs, "extra_overrides": list(extra or [])}
+    if collect:
+        config["collected"] = collected
+        wall_s = collected["span_s"]   # the stopped run's, not this call's
     wall_s, mach = time.perf_counter() - t0, {**mach, "load_avg_1m_after": round(os.getloadavg()[0], 2)}
     if old:
         records = [r for r in old["runs"] if r["method"] not in methods] + records
@@ -725,13 +748,15 @@ def main(argv: list[str] | None = None) -> dict:
                                                                  "command with the same DIR resumes, reusing finished runs")
     ap.add_argument("--update", action="store_true", help="re-run only --methods and replace their runs in the "
                                                           "existing results (same seeds, steps, problems, base)")
+    ap.add_argument("--collect", action="store_true", help="train nothing: write the results of the runs finished in "
+                                                           "--keep DIR (a stopped bench); the rest are reported as not run")
     ap.add_argument("--curves", action=argparse.BooleanOptionalAction, default=None,
                     help="budget-forcing curves of the base and the best method's seed-0 model (default: on, off with --quick)")
     args = ap.parse_args(argv)
     r = run(args.quick, methods=args.methods.split(",") if args.methods else None,
             seeds=[int(s) for s in args.seeds.split(",")] if args.seeds else None, steps=args.steps,
             problems=args.problems, jobs=args.jobs, model=args.model, out_dir=Path(args.out) if args.out else None,
-            work_dir=Path(args.keep) if args.keep else None, update=args.update, task=args.task,
+            work_dir=Path(args.keep) if args.keep else None, update=args.update, task=args.task, collect=args.collect,
             curves_too=(not args.quick) if args.curves is None else args.curves)
     print(to_markdown(r))
     return r

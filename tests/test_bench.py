@@ -171,6 +171,35 @@ def test_toy_pareto_runs_resume_from_kept_folders(tmp_path, tiny_toy_model):
     assert both[1]["summary"]["n_problems"] == 4
 
 
+def test_toy_pareto_collect_writes_the_finished_runs_of_a_stopped_bench(tmp_path, tiny_toy_model):
+    """--collect trains nothing: the finished runs in the kept folder are the results, the rest are listed
+    as not run, and a stale result of another spec does not count."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from bench.toy_pareto import Spec, run
+
+    work, model = tmp_path / "work", str(tiny_toy_model)
+    finished = {"base": (Spec("base", 0, 0, 4, model, str(work / "base"), task="toy"), _fake_summary(0.6, 120.0)),
+                "laser": (Spec("laser", 0, 2, 4, model, str(work / "laser-seed0"), task="toy"), _fake_summary(0.9, 50.0))}
+    for name, (spec, summary) in finished.items():
+        Path(spec.out).mkdir(parents=True)
+        (Path(spec.out) / "spec.json").write_text(json.dumps(asdict(spec)))
+        (Path(spec.out) / "result.json").write_text(json.dumps({"method": name, "seed": 0, "steps": spec.steps,
+                                                                "summary": summary}))
+    (work / "laser-seed1").mkdir()   # a result written by another spec (other steps): not this run's
+    (work / "laser-seed1" / "result.json").write_text(json.dumps({"method": "laser", "seed": 1, "summary": {}}))
+    r = run(methods=["laser"], seeds=[0, 1], steps=2, problems=4, model=model, out_dir=tmp_path / "out",
+            work_dir=work, task="toy", collect=True)
+    assert r["methods"]["laser"]["seeds"] == [0] and r["methods"]["laser"]["accuracy"] == pytest.approx(0.9)
+    assert r["config"]["collected"]["finished"] == 2 and r["config"]["collected"]["of"] == 3
+    md = (tmp_path / "out" / "toy_pareto.md").read_text()
+    assert "2 of 3 runs finished" in md and "not run: laser seed 1." in md
+    assert not (work / "laser-seed1" / "model").exists()   # nothing was trained
+    with pytest.raises(ValueError, match="--collect reads the finished runs"):
+        run(methods=["laser"], model=model, collect=True)
+
+
 def test_pareto_labels_never_overlap_and_error_bars_stay_in_0_1():
     import matplotlib
 
