@@ -241,16 +241,22 @@ def by_need_quartile(samples: Path, task: str) -> dict[str, dict]:
 
 def hint_by_sure(samples: Path, task: str) -> dict[int, float]:
     """On toy-scan: the share of answers taken from the hint at each printed odds ({sure: share}), which
-    shows whether a policy gives up where the odds make it pay (the surer hints first); {} on other tasks."""
+    shows whether a policy gives up where the odds make it pay (the surer hints first); {} on other tasks.
+    An answer is taken from the hint when it is the hint's digit and the scan never reached its stop
+    (no "stop." step): with or without the hint phrase, since a policy can learn to drop the phrase."""
     from conciser import toy
+    from conciser.rewards.grading import extract_answer
 
     mod = toy.task(task)
     if not hasattr(mod, "SURE"):
         return {}
     rows = [json.loads(line) for line in samples.open()]
-    sure = {p.id: p.sure for p in mod.eval_problems(max(250, len(rows)))}
-    return {s: statistics.fmean(mod.HINT_PHRASE in r["text"] for r in rows if sure[r["problem_id"]] == s)
-            for s in mod.SURE if any(sure[r["problem_id"]] == s for r in rows)}
+    probs = {p.id: p for p in mod.eval_problems(max(250, len(rows)))}
+    taken = {s: [] for s in mod.SURE}
+    for r in rows:
+        p = probs[r["problem_id"]]
+        taken[p.sure].append(extract_answer(r["text"]) == p.hint and " stop." not in r["text"])
+    return {s: statistics.fmean(v) for s, v in taken.items() if v}
 
 
 CURVE_BUDGETS = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 160)
@@ -548,7 +554,7 @@ def to_markdown(r: dict) -> str:
         f"evaluated with one stated budget of {L1_EVAL_BUDGET} tokens (\"Think for [maximum] {L1_EVAL_BUDGET} tokens.\"); "
         f"curriculum's budget schedule is stretched or squeezed to the run's steps."
         + (f" Hint taken: the share of answers taken from the hint at each printed odds (sure {', '.join(map(str, odds))}: "
-           f"right {odds[0] * 10}-{odds[-1] * 10}% of the time); a policy that prices tokens gives up on the surest first."
+           f"right {odds[0] * 10}-{odds[-1] * 10}% of the time); answered with the hint's digit without scanning to the stop; a policy that prices tokens gives up on the surest first."
            if odds else ""),
         "",
         md_table(["method", "accuracy", "mean tokens", "tokens / minimal", "95% CI: accuracy; × minimal", "Δ acc (points)", "Δ tokens", "truncated",
@@ -698,6 +704,11 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
                                             "error": "not run: the bench was stopped first (resume: the same command with --keep)"}
                        for sp in specs]
             done = [Path(sp.out) / "result.json" for sp, r in zip(specs, records) if "summary" in r]
+            for sp, rec in zip(specs, records):   # figures derived from the samples: from this code, not the run's
+                samples = Path(sp.out) / "eval" / task / "samples.jsonl"
+                if "summary" in rec and samples.is_file():
+                    rec["summary"]["by_need_quartile"] = by_need_quartile(samples, task)
+                    rec["summary"]["hint_by_sure"] = hint_by_sure(samples, task)
             # the stopped run's own span: first run's folder made to the last result written
             wall_from = min((Path(sp.out).stat().st_mtime for sp in specs if Path(sp.out).exists()), default=0.0)
             collected = {"from": str(work_dir), "finished": len(done), "of": len(specs),

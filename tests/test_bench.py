@@ -187,12 +187,21 @@ def test_toy_pareto_collect_writes_the_finished_runs_of_a_stopped_bench(tmp_path
         (Path(spec.out) / "spec.json").write_text(json.dumps(asdict(spec)))
         (Path(spec.out) / "result.json").write_text(json.dumps({"method": name, "seed": 0, "steps": spec.steps,
                                                                 "summary": summary}))
+    from conciser import toy
+
+    # figures derived from the kept samples are recomputed from them (by the code that collects)
+    (work / "laser-seed0" / "eval" / "toy").mkdir(parents=True)
+    (work / "laser-seed0" / "eval" / "toy" / "samples.jsonl").write_text("".join(
+        json.dumps({"problem_id": p.id, "correct": i < 2, "tokens": 30 + i, "text": ""}) + "\n"
+        for i, p in enumerate(toy.eval_problems(250)[:8])))
     (work / "laser-seed1").mkdir()   # a result written by another spec (other steps): not this run's
     (work / "laser-seed1" / "result.json").write_text(json.dumps({"method": "laser", "seed": 1, "summary": {}}))
     r = run(methods=["laser"], seeds=[0, 1], steps=2, problems=4, model=model, out_dir=tmp_path / "out",
             work_dir=work, task="toy", collect=True)
     assert r["methods"]["laser"]["seeds"] == [0] and r["methods"]["laser"]["accuracy"] == pytest.approx(0.9)
     assert r["config"]["collected"]["finished"] == 2 and r["config"]["collected"]["of"] == 3
+    laser = next(x for x in r["runs"] if x["method"] == "laser" and "summary" in x)
+    assert sum(q["problems"] for q in laser["summary"]["by_need_quartile"].values()) == 8
     md = (tmp_path / "out" / "toy_pareto.md").read_text()
     assert "2 of 3 runs finished" in md and "not run: laser seed 1." in md
     assert not (work / "laser-seed1" / "model").exists()   # nothing was trained
@@ -231,15 +240,18 @@ def test_pareto_labels_never_overlap_and_error_bars_stay_in_0_1():
 
 
 def test_hint_by_sure_counts_answers_from_the_hint_at_each_printed_odds(tmp_path):
-    """Four held-out toy-scan problems by hand: the hint taken on both sure-9 problems, on none of the rest."""
+    """Three held-out toy-scan problems by hand: the hint taken on both sure-9 problems, not on the scanned one."""
     from bench.toy_pareto import aggregate, hint_by_sure
     from conciser import toy_scan
 
     ps = toy_scan.eval_problems(250)
     nine = [p for p in ps if p.sure == 9][:2]
     five = next(p for p in ps if p.sure == 5)
-    rows = [{"problem_id": p.id, "text": toy_scan.hint_trace(p)} for p in nine]
-    rows.append({"problem_id": five.id, "text": toy_scan.minimal_trace(five)})
+    rows = [{"problem_id": nine[0].id, "text": toy_scan.hint_trace(nine[0])},
+            # the hint's digit without the phrase (a policy that learned to drop it) counts too
+            {"problem_id": nine[1].id, "text": " again.</think>\\boxed{" + nine[1].hint + "}<|end|>"},
+            # a full scan does not, even where the hint's digit is the answer
+            {"problem_id": five.id, "text": toy_scan.minimal_trace(five).replace(five.answer + "}", five.hint + "}")}]
     path = tmp_path / "samples.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert hint_by_sure(path, "toy-scan") == {5: 0.0, 9: 1.0}
