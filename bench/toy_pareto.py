@@ -206,8 +206,7 @@ def run_one(spec: Spec) -> dict:
         rec["summary"] = {k: s.get(k) for k in ("n_problems", "accuracy", "accuracy_stderr", "mean_tokens",
                                                 "mean_minimal_tokens", "tokens_over_minimal", "truncation_rate",
                                                 "no_answer_rate", "by_level", "max_new_tokens", "temperature")}
-        rec["summary"]["by_need_quartile"] = by_need_quartile(out / "eval" / spec.task / "samples.jsonl", spec.task)
-        rec["summary"]["hint_by_sure"] = hint_by_sure(out / "eval" / spec.task / "samples.jsonl", spec.task)
+        rec["summary"].update(sample_figures(out / "eval" / spec.task / "samples.jsonl", spec.task))
     except Exception as exc:  # reported in the table: a method that cannot train is a result too
         import traceback
 
@@ -257,6 +256,11 @@ def hint_by_sure(samples: Path, task: str) -> dict[int, float]:
         p = probs[r["problem_id"]]
         taken[p.sure].append(extract_answer(r["text"]) == p.hint and " stop." not in r["text"])
     return {s: statistics.fmean(v) for s, v in taken.items() if v}
+
+
+def sample_figures(samples: Path, task: str) -> dict:
+    """The summary figures computed from a run's eval samples (not by the eval itself)."""
+    return {"by_need_quartile": by_need_quartile(samples, task), "hint_by_sure": hint_by_sure(samples, task)}
 
 
 CURVE_BUDGETS = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 160)
@@ -461,9 +465,8 @@ def aggregate(records: list[dict]) -> dict[str, dict]:
                                      for k in ("accuracy", "mean_tokens", "mean_minimal_tokens")} for q in quartiles}
         if "Q4" in quartiles and len(ok) > 1:
             m["by_need_quartile"]["Q4"]["accuracy_std"] = statistics.stdev(s["by_need_quartile"]["Q4"]["accuracy"] for s in ok)
-        odds = sorted({int(x) for s in ok for x in (s.get("hint_by_sure") or {})})
-        m["hint_by_sure"] = {x: statistics.fmean(s["hint_by_sure"][k] for s in ok for k in s["hint_by_sure"] if int(k) == x)
-                             for x in odds}
+        hints = [{int(k): v for k, v in (s.get("hint_by_sure") or {}).items()} for s in ok]  # JSON keys are strings
+        m["hint_by_sure"] = {x: statistics.fmean(h[x] for h in hints if x in h) for x in sorted({x for h in hints for x in h})}
         levels = sorted({lv for s in ok for lv in (s.get("by_level") or {})}, key=int)
         m["by_level"] = {lv: {k: statistics.fmean(s["by_level"][lv][k] for s in ok if lv in (s.get("by_level") or {}))
                               for k in ("accuracy", "mean_tokens", "mean_minimal_tokens")} for lv in levels}
@@ -553,8 +556,9 @@ def to_markdown(r: dict) -> str:
         f"minimal length is longest, whatever their level. L1 (l1_exact, l1_max) trains on budgets drawn into its prompts and is "
         f"evaluated with one stated budget of {L1_EVAL_BUDGET} tokens (\"Think for [maximum] {L1_EVAL_BUDGET} tokens.\"); "
         f"curriculum's budget schedule is stretched or squeezed to the run's steps."
-        + (f" Hint taken: the share of answers taken from the hint at each printed odds (sure {', '.join(map(str, odds))}: "
-           f"right {odds[0] * 10}-{odds[-1] * 10}% of the time); answered with the hint's digit without scanning to the stop; a policy that prices tokens gives up on the surest first."
+        + (f" Hint taken: at each printed odds (sure {', '.join(map(str, odds))}: right {odds[0] * 10}-{odds[-1] * 10}% "
+           f"of the time), the share of answers that give the hint's digit without scanning to the stop; a policy that "
+           f"prices tokens gives up on the surest first."
            if odds else ""),
         "",
         md_table(["method", "accuracy", "mean tokens", "tokens / minimal", "95% CI: accuracy; × minimal", "Δ acc (points)", "Δ tokens", "truncated",
@@ -707,8 +711,7 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
             for sp, rec in zip(specs, records):   # figures derived from the samples: from this code, not the run's
                 samples = Path(sp.out) / "eval" / task / "samples.jsonl"
                 if "summary" in rec and samples.is_file():
-                    rec["summary"]["by_need_quartile"] = by_need_quartile(samples, task)
-                    rec["summary"]["hint_by_sure"] = hint_by_sure(samples, task)
+                    rec["summary"].update(sample_figures(samples, task))
             # the stopped run's own span: first run's folder made to the last result written
             wall_from = min((Path(sp.out).stat().st_mtime for sp in specs if Path(sp.out).exists()), default=0.0)
             collected = {"from": str(work_dir), "finished": len(done), "of": len(specs),
