@@ -412,6 +412,8 @@ def run_specs(specs: list[Spec], jobs: int, queue: Path, timeout: float | None =
 T95 = (None, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306)
 # Floors of the seed std in the front-separation test (issue 12): differences smaller are ties anyway.
 SEP_FLOOR = {"accuracy": 0.01, "tokens_over_minimal": 0.02}
+# A seed whose share of answers from the hint is at least this has collapsed onto the shortcut.
+SPLIT = 0.5
 
 
 def separated_front(agg: dict[str, dict]) -> dict:
@@ -467,10 +469,24 @@ def aggregate(records: list[dict]) -> dict[str, dict]:
             m["by_need_quartile"]["Q4"]["accuracy_std"] = statistics.stdev(s["by_need_quartile"]["Q4"]["accuracy"] for s in ok)
         hints = [{int(k): v for k, v in (s.get("hint_by_sure") or {}).items()} for s in ok]  # JSON keys are strings
         m["hint_by_sure"] = {x: statistics.fmean(h[x] for h in hints if x in h) for x in sorted({x for h in hints for x in h})}
+        # the odds are uniform over the problems, so the mean over odds is the share of all answers
+        m["hint_share_by_seed"] = [statistics.fmean(h.values()) if h else None for h in hints]
         levels = sorted({lv for s in ok for lv in (s.get("by_level") or {})}, key=int)
         m["by_level"] = {lv: {k: statistics.fmean(s["by_level"][lv][k] for s in ok if lv in (s.get("by_level") or {}))
                               for k in ("accuracy", "mean_tokens", "mean_minimal_tokens")} for lv in levels}
     return out
+
+
+def split_methods(agg: dict[str, dict]) -> list[str]:
+    """Methods whose seeds ended at different policies: one seed answers at least SPLIT of the time from
+    the hint, another less -- their mean over seeds is a lottery between two policies, not an operating
+    point, and their seed std is as wide as the gap between the two."""
+    out = []
+    for name, a in agg.items():
+        shares = [x for x in a.get("hint_share_by_seed") or [] if x is not None]
+        if name != "base" and shares and min(shares) < SPLIT <= max(shares):
+            out.append(name)
+    return sorted(out)
 
 
 def _pm(mean: float | None, std: float | None, fmt: str) -> str:
@@ -522,7 +538,7 @@ def to_markdown(r: dict) -> str:
     for name in ["base", *order]:
         a = agg[name]
         if a.get("accuracy") is None:
-            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:200], *[""] * (7 + len(levels) + bool(odds))])
+            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:200], *[""] * (7 + len(levels) + 2 * bool(odds))])
             continue
         d_acc = (a["accuracy"] - base["accuracy"]) * 100 if name != "base" and base.get("accuracy") is not None else None
         d_tok = (a["mean_tokens"] / base["mean_tokens"] - 1) * 100 if name != "base" and base.get("mean_tokens") else None
@@ -534,7 +550,8 @@ def to_markdown(r: dict) -> str:
                      f"{a['truncation_rate']:.3f}", _q4(a),
                      *[f"{a['by_level'][lv]['accuracy']:.2f} / {a['by_level'][lv]['mean_tokens']:.0f}"
                        if lv in a["by_level"] else "" for lv in levels],
-                     *([" ".join(f"{a['hint_by_sure'][x]:.2f}" if x in a["hint_by_sure"] else "-" for x in odds)] if odds else [])])
+                     *([" ".join(f"{a['hint_by_sure'][x]:.2f}" if x in a["hint_by_sure"] else "-" for x in odds),
+                        " ".join("-" if x is None else f"{x:.2f}" for x in a.get("hint_share_by_seed") or [])] if odds else [])])
     minimal = " ".join(f"L{lv} {base['by_level'][lv]['mean_minimal_tokens']:.0f}" for lv in levels)
     seeds = ", ".join(str(s) for s in cfg["seeds"])
     return "\n".join([
@@ -558,22 +575,32 @@ def to_markdown(r: dict) -> str:
         f"curriculum's budget schedule is stretched or squeezed to the run's steps."
         + (f" Hint taken: at each printed odds (sure {', '.join(map(str, odds))}: right {odds[0] * 10}-{odds[-1] * 10}% "
            f"of the time), the share of answers that give the hint's digit without scanning to the stop; a policy that "
-           f"prices tokens gives up on the surest first."
+           f"prices tokens gives up on the surest first. Hint share per seed: the share of all its answers taken from "
+           f"the hint, seed by seed (a seed at {SPLIT} or more has collapsed onto the shortcut)."
            if odds else ""),
         "",
         md_table(["method", "accuracy", "mean tokens", "tokens / minimal", "95% CI: accuracy; × minimal", "Δ acc (points)", "Δ tokens", "truncated",
-                  "longest-need quarter", *[f"L{lv}" for lv in levels], *(["hint taken by odds"] if odds else [])], rows),
+                  "longest-need quarter", *[f"L{lv}" for lv in levels],
+                  *(["hint taken by odds", "hint share per seed"] if odds else [])], rows),
         "",
         f"![toy Pareto]({r['plot']})",
-        *_front_markdown(r.get("front")),
+        *_front_markdown(r.get("front"), r.get("split") if odds else None),
         *_curves_markdown(r.get("budget_curves")),
     ])
 
 
-def _front_markdown(front: dict | None) -> list[str]:
-    """The Pareto front and which neighbours on it the seeds tell apart (`separated_front`)."""
+def _front_markdown(front: dict | None, split: list[str] | None = None) -> list[str]:
+    """The Pareto front and which neighbours on it the seeds tell apart (`separated_front`); `split`: the
+    methods whose seeds ended at different policies (`split_methods`), where the task has a shortcut."""
     if not front or not front["front"]:
         return []
+    if split is not None:
+        on = [m for m in front["front"] if m in split]
+        split_line = [f"Seeds split between the shortcut and scanning (one seed answers ≥ {SPLIT} from the hint, "
+                      f"another less): {', '.join(split) or 'none'}"
+                      + (f"; on the front: {', '.join(on)}." if on else "."), ""]
+    else:
+        split_line = []
     steps = [f"{p['shorter']} → {p['longer']}: {p['d_accuracy']:+.3f} accuracy, {p['d_tokens_over_minimal']:+.2f}× minimal, "
              + ("separated" if p["separated"] else "inside 2× the pooled seed std: a tie") for p in front["pairs"]]
     return ["", "## Pareto front", "",
@@ -581,7 +608,7 @@ def _front_markdown(front: dict | None) -> list[str]:
             f"neighbours each told apart from the next (by more than twice the pooled seed std of both metrics; "
             f"std floored at {SEP_FLOOR['accuracy']} accuracy, {SEP_FLOOR['tokens_over_minimal']} tokens / minimal): "
             f"{' → '.join(front['longest_separated_chain'])} ({len(front['longest_separated_chain'])} methods).", "",
-            *[f"- {s}" for s in steps]]
+            *split_line, *[f"- {s}" for s in steps]]
 
 
 def _curves_markdown(curves: dict | None) -> list[str]:
@@ -616,7 +643,7 @@ def write(records: list[dict], *, config: dict, quick: bool, wall_s: float, mach
     result = {"bench": "toy_pareto", "date": stamp(), "mode": "quick" if quick else "full", "config": config,
               "wall_s": round(wall_s, 1), "machine": mach, "plot": png.name,
               "methods": {k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in agg.items()},
-              "front": separated_front(agg),
+              "front": separated_front(agg), "split": split_methods(agg),
               "runs": [{k: v for k, v in rec.items() if k != "traceback"} for rec in records]}
     if curves:
         result["budget_curves"] = curves
