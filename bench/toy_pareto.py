@@ -482,12 +482,11 @@ def split_methods(agg: dict[str, dict]) -> list[str]:
     """Methods whose seeds ended at different policies: their shares of answers from the hint differ by
     SPLIT or more between two seeds -- their mean over seeds is a lottery between two policies, not an
     operating point, and their seed std is as wide as the gap between the two."""
-    out = []
-    for name, a in agg.items():
+    def spread(a: dict) -> float:
         shares = [x for x in a.get("hint_share_by_seed") or [] if x is not None]
-        if name != "base" and shares and max(shares) - min(shares) >= SPLIT:
-            out.append(name)
-    return sorted(out)
+        return max(shares) - min(shares) if shares else 0.0
+
+    return sorted(name for name, a in agg.items() if name != "base" and spread(a) >= SPLIT)
 
 
 def _pm(mean: float | None, std: float | None, fmt: str) -> str:
