@@ -26,8 +26,9 @@ Why this shape (DESIGN §4, "Lesson of the first toy"):
   * tempting shortcuts with odds the policy can read: the hint is the answer with probability sure/10
     (`sure` printed in the prompt, uniform on `SURE`: 50-90%, 70% on average), else another digit.
     Answering from it costs 13 tokens whatever h is (as many as a scan that stops at step 1); the
-    verbose base takes it now and then, the more often the surer it is (at once, or giving up
-    part-way), so RL can find it and overuse it.
+    base's SFT traces take it in a quarter of the sure:8 problems and half of the sure:9 ones (at once,
+    or after some plain steps), never below, so the base reads the odds and RL can find the shortcut
+    and overuse it.
   * why the odds are printed and varied: with one hint accuracy for every problem (the design before,
     60%), a reward "correct - price x tokens" has the same optimum — the minimal trace — for every price
     below about 0.012 a token, and above it whole levels switch to the hint at once, so every length
@@ -39,8 +40,8 @@ written); the hint completion is shorter for every h > 1 (13 tokens) and right s
 tokens/minimal can go below 1.0 only by taking that gamble.
 
 The verbose "overthinking" traces the base is trained on add, as in the chain task: slips that a
-re-check always fixes, redundant re-checks, filler, a final re-verification pass, and the hint now
-and then. Late stops' verbose traces overrun `DEFAULT_MAX_COMPLETION`. Everything is deterministic
+re-check always fixes, redundant re-checks, filler and a final re-verification pass, unless they take
+the hint. Late stops' verbose traces overrun `DEFAULT_MAX_COMPLETION`. Everything is deterministic
 given a seed; answers are graded by `grade_toy` (the boxed digit).
 """
 
@@ -48,7 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from conciser import toy
 from conciser.toy import EOS, THINK_CLOSE, THINK_OPEN
@@ -177,9 +178,13 @@ class Verbosity:
     p_filler: float = 0.5         # filler phrase(s) after a step (1-2 phrases)
     p_final_pass: float = 0.7     # per problem: re-verify every step at the end
     p_opening: float = 0.8        # per problem: a filler phrase before the first step
-    # per problem, on average over the odds: answer from the hint, after 0..h-1 steps (uniform); the
-    # chance scales with the odds, (sure - 4) / 3 times this (sure 5: a third of it, sure 9: 5/3 of it)
-    p_hint: float = 0.05
+    # per problem, by the printed odds: the share of traces that answer from the hint after 0..h-1 plain
+    # steps (uniform), never below sure:8. Why so many and only there: at 5% of traces spread over every
+    # odds (scan-v4) the hint was too small a part of the SFT loss for the base to read the odds (it took
+    # the hint as often at sure:5 as at sure:9), so RL met one coin and each seed raced to all-hint or
+    # none; traces that take it in 25-50% of the surest problems are a base that prices the odds
+    # (measured in bench/README.md, "What the toy shows").
+    hint_by_sure: dict[int, float] = field(default_factory=lambda: {8: 0.25, 9: 0.5})
 
 
 FILLERS = toy.FILLERS
@@ -209,21 +214,20 @@ def minimal_trace(p: ScanProblem) -> str:
     return _completion([_step(*s) for s in _steps(p)], p.answer)
 
 
-def hint_trace(p: ScanProblem) -> str:
-    """The shortcut: no steps, the hint as the answer (right with probability sure / 10)."""
-    return _completion([HINT_PHRASE], p.hint)
+def hint_trace(p: ScanProblem, after: int = 0) -> str:
+    """The shortcut: the first `after` steps (plain), then the hint as the answer (right sure/10 of the time)."""
+    return _completion([_step(*s) for s in _steps(p)[:after]] + [HINT_PHRASE], p.hint)
 
 
 def verbose_trace(p: ScanProblem, rng: random.Random, style: Verbosity = Verbosity()) -> str:
     """One overthinking completion for `p`: correct (its slips are fixed) unless it takes the hint."""
     steps = _steps(p)
-    give_up = rng.randrange(len(steps)) if rng.random() < style.p_hint * (p.sure - 4) / 3 else None
+    if rng.random() < style.hint_by_sure.get(p.sure, 0.0):
+        return hint_trace(p, after=rng.randrange(len(steps)))
     out: list[str] = []
     if rng.random() < style.p_opening:
         out.append(rng.choice(FILLERS))
-    for i, s in enumerate(steps):
-        if i == give_up:
-            return _completion(out + [HINT_PHRASE], p.hint)
+    for s in steps:
         name, v, prev, result = s
         if result is not None and rng.random() < style.p_slip:
             wrong = (result + rng.randrange(1, 10)) % 10
@@ -245,7 +249,7 @@ def _tokenizer_corpus() -> list[str]:
     for level in LEVELS:
         for _ in range(60):
             p = make_problem(rng, level)
-            texts += [p.prompt, verbose_trace(p, rng, Verbosity(p_hint=0.3)), minimal_trace(p), hint_trace(p)]
+            texts += [p.prompt, verbose_trace(p, rng), minimal_trace(p), hint_trace(p)]
     return texts
 
 

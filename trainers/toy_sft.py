@@ -93,8 +93,9 @@ class ScanBaseConfig(ToyBaseConfig):
 
     task: ClassVar[str] = "toy-scan"
     easy_levels: ClassVar[tuple[int, ...]] = (0, 1)   # 0: toy_scan.WARMUP_LEVEL, scans of 3 operands
-    # v2: scans of up to 9 steps, hint right 60%; v3: level 1 alpha 1.0; v4: the hint's odds printed (50-90%)
-    _version: ClassVar[str] = "scan-v4"
+    # v2: scans of up to 9 steps, hint right 60%; v3: level 1 alpha 1.0; v4: the hint's odds printed (50-90%);
+    # v5: the hint taken by odds (Verbosity.hint_by_sure)
+    _version: ClassVar[str] = "scan-v5"
     _cache_prefix: ClassVar[str] = "toy-scan-base"
 
 
@@ -186,7 +187,7 @@ def result_digit_accuracy(model, tokenizer, cfg: ToyBaseConfig, n: int = 16) -> 
     rng = random.Random(12345)
     task = toy.task(cfg.task)
     if cfg.task == "toy-scan":  # no slips or hint answers to mask out: every step's result is right
-        cfg = dataclasses.replace(cfg, verbosity=dataclasses.replace(cfg.verbosity, p_slip=0.0, p_hint=0.0))
+        cfg = dataclasses.replace(cfg, verbosity=dataclasses.replace(cfg.verbosity, p_slip=0.0, hint_by_sure={}))
     right = total = 0
     was_training = model.training
     model.eval()

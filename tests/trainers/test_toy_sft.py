@@ -87,7 +87,7 @@ def test_scan_step_probe_reads_every_result_and_stop_decision():
     from conciser.trainers.toy_sft import ScanBaseConfig, _result_positions
 
     scan_tok = toy_scan.build_tokenizer()
-    plain = toy_scan.Verbosity(p_slip=0.0, p_check=0.0, p_filler=0.0, p_final_pass=0.0, p_opening=0.0, p_hint=0.0)
+    plain = toy_scan.Verbosity(p_slip=0.0, p_check=0.0, p_filler=0.0, p_final_pass=0.0, p_opening=0.0, hint_by_sure={})
     ids, _, labels, _ = _batches(scan_tok, random.Random(0), ScanBaseConfig(batch_size=8, verbosity=plain), level=3)[0]
     keep = _result_positions(scan_tok, ids, labels, "toy-scan")
     # plain traces are minimal ones, 7h + 6 tokens: h - 1 results and h stop decisions
