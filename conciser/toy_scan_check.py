@@ -186,18 +186,26 @@ def hint_taking(model_dir: Path, problems) -> dict:
 
 def overthinking(out_dir: Path, ample: dict, n: int) -> dict:
     """P4 from the ample-budget run (`check_toy_base`): per level accuracy and x minimal, the share
-    over the default cap by quartile of needed length, and how often the base took the hint."""
-    rows = []
+    over the default cap by quartile of needed length, how often the base took the hint (in all and
+    by printed odds), and x minimal over the samples that scan (do not take the hint): the base's
+    hint answers are short, so they pull the level's x minimal down without being less verbose."""
+    rows = []   # (minimal tokens, tokens, took the hint, level, sure)
     for level in toy_scan.LEVELS:
-        minimal = {p.id: p.minimal_tokens for p in toy_scan.make_problems(n, seed=toy_scan.EVAL_SEED + level, levels=(level,))}
+        problems = {p.id: p for p in toy_scan.make_problems(n, seed=toy_scan.EVAL_SEED + level, levels=(level,))}
         for s in map(json.loads, (out_dir / f"level{level}" / "samples.jsonl").open()):
-            rows.append((minimal[s["problem_id"]], s["tokens"], "use the hint" in s["text"]))
+            p = problems[s["problem_id"]]
+            rows.append((p.minimal_tokens, s["tokens"], toy_scan.HINT_PHRASE in s["text"], level, p.sure))
     rows.sort()
     q = len(rows) // 4
     cap = toy_scan.DEFAULT_MAX_COMPLETION
-    over = lambda rs: statistics.fmean(t > cap for _, t, _ in rs)  # noqa: E731
+    over = lambda rs: statistics.fmean(t > cap for _, t, *_ in rs)  # noqa: E731
+    scanning = {lv: [r for r in rows if r[3] == lv and not r[2]] for lv in toy_scan.LEVELS}
     return {"levels": ample, "cap": cap, "over_cap_bottom_quartile": over(rows[:q]), "over_cap_top_quartile": over(rows[-q:]),
-            "over_cap_all": over(rows), "hint_taken": statistics.fmean(h for _, _, h in rows)}
+            "over_cap_all": over(rows), "hint_taken": statistics.fmean(r[2] for r in rows),
+            "hint_taken_by_sure": {s: statistics.fmean(r[2] for r in rows if r[4] == s) for s in toy_scan.SURE
+                                   if any(r[4] == s for r in rows)},
+            "scanning_tokens_over_minimal": {lv: sum(r[1] for r in rs) / sum(r[0] for r in rs)
+                                             for lv, rs in scanning.items() if rs}}
 
 
 def properties(model: Path, n: int, out_dir: Path, budgets, ample: dict) -> dict:
@@ -234,6 +242,8 @@ def print_properties(props: dict) -> None:
     p4 = props["P4_overthinking"]
     print(f"P4 overthinking: see the table above (bar: accuracy >= 0.90, x minimal >= 3); over the default cap {p4['cap']}: "
           f"all {p4['over_cap_all']:.3f}, shortest-quartile problems {p4['over_cap_bottom_quartile']:.3f}, "
-          f"longest-quartile {p4['over_cap_top_quartile']:.3f}; hint taken in {p4['hint_taken']:.3f} of samples")
+          f"longest-quartile {p4['over_cap_top_quartile']:.3f}; hint taken in {p4['hint_taken']:.3f} of samples ("
+          + ", ".join(f"sure:{s} {h:.2f}" for s, h in p4.get("hint_taken_by_sure", {}).items()) + "); x minimal of the "
+          "samples that scan: " + ", ".join(f"L{lv} {x:.2f}" for lv, x in p4.get("scanning_tokens_over_minimal", {}).items()))
     print(f"P5 minimal length known: {p3['minimal_exact']}/{p3['problems']} minimal traces are exactly minimal_tokens long, "
           f"{p3['minimal_correct']}/{p3['problems']} grade correct")

@@ -116,3 +116,23 @@ def test_scan_check_measures_every_property(tmp_path):
     assert p3["minimal_exact"] == p3["minimal_correct"] == p3["problems"] == 10 * len(toy_scan.LEVELS)
     assert 0.0 <= p3["model_taking_hint"]["accuracy"] <= 1.0
     assert props["P4_overthinking"]["cap"] == toy_scan.DEFAULT_MAX_COMPLETION
+
+
+def test_scan_overthinking_counts_the_hint_by_odds_and_the_scanning_samples_apart(tmp_path):
+    from conciser import toy_scan
+    from conciser.toy_scan_check import overthinking
+
+    # per level: one sample takes the hint (13 tokens), one scans at exactly 3x its minimal length
+    sure_of = {}
+    for level in toy_scan.LEVELS:
+        a, b = toy_scan.make_problems(2, seed=toy_scan.EVAL_SEED + level, levels=(level,))
+        (tmp_path / f"level{level}").mkdir()
+        rows = [{"problem_id": a.id, "text": toy_scan.hint_trace(a), "tokens": 13},
+                {"problem_id": b.id, "text": "<think> a1:2=3.</think>\\boxed{3}", "tokens": 3 * b.minimal_tokens}]
+        (tmp_path / f"level{level}" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        sure_of.setdefault(a.sure, []).append(1.0)
+        sure_of.setdefault(b.sure, []).append(0.0)
+    p4 = overthinking(tmp_path, ample={}, n=2)
+    assert p4["hint_taken"] == 0.5
+    assert p4["hint_taken_by_sure"] == {s: sum(v) / len(v) for s, v in sorted(sure_of.items())}
+    assert p4["scanning_tokens_over_minimal"] == {lv: 3.0 for lv in toy_scan.LEVELS}
