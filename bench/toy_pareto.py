@@ -242,7 +242,9 @@ def hint_by_sure(samples: Path, task: str) -> dict[int, float]:
     """On toy-scan: the share of answers taken from the hint at each printed odds ({sure: share}), which
     shows whether a policy gives up where the odds make it pay (the surer hints first); {} on other tasks.
     An answer is taken from the hint when it is the hint's digit and the scan never reached its stop
-    (no "stop." step): with or without the hint phrase, since a policy can learn to drop the phrase."""
+    (`toy_scan.reached_stop`): with or without the hint phrase, since a policy can learn to drop the
+    phrase (and the stop step's period: counting "stop." made a policy that drops it look like a
+    hint-taker whenever the hint was right)."""
     from conciser import toy
     from conciser.rewards.grading import extract_answer
 
@@ -254,7 +256,7 @@ def hint_by_sure(samples: Path, task: str) -> dict[int, float]:
     taken = {s: [] for s in mod.SURE}
     for r in rows:
         p = probs[r["problem_id"]]
-        taken[p.sure].append(extract_answer(r["text"]) == p.hint and " stop." not in r["text"])
+        taken[p.sure].append(extract_answer(r["text"]) == p.hint and not mod.reached_stop(p, r["text"]))
     return {s: statistics.fmean(v) for s, v in taken.items() if v}
 
 

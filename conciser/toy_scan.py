@@ -214,6 +214,13 @@ def minimal_trace(p: ScanProblem) -> str:
     return _completion([_step(*s) for s in _steps(p)], p.answer)
 
 
+def reached_stop(p: ScanProblem, text: str) -> bool:
+    """Whether completion `text` wrote `p`'s stop step ("c0:0 stop"), with or without its period: a
+    concise policy can learn to drop the period, so the period cannot tell a scan from a guess."""
+    name, v, prev, _ = _steps(p)[-1]
+    return _step(name, v, prev, None)[:-1] in text
+
+
 def hint_trace(p: ScanProblem, after: int = 0) -> str:
     """The shortcut: the first `after` steps (plain), then the hint as the answer (right sure/10 of the time)."""
     return _completion([_step(*s) for s in _steps(p)[:after]] + [HINT_PHRASE], p.hint)

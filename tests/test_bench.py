@@ -246,12 +246,14 @@ def test_hint_by_sure_counts_answers_from_the_hint_at_each_printed_odds(tmp_path
 
     ps = toy_scan.eval_problems(250)
     nine = [p for p in ps if p.sure == 9][:2]
-    five = next(p for p in ps if p.sure == 5)
+    five, five_b = [p for p in ps if p.sure == 5 and p.hint == p.answer][:2]
     rows = [{"problem_id": nine[0].id, "text": toy_scan.hint_trace(nine[0])},
             # the hint's digit without the phrase (a policy that learned to drop it) counts too
             {"problem_id": nine[1].id, "text": " again.</think>\\boxed{" + nine[1].hint + "}<|end|>"},
             # a full scan does not, even where the hint's digit is the answer
-            {"problem_id": five.id, "text": toy_scan.minimal_trace(five).replace(five.answer + "}", five.hint + "}")}]
+            {"problem_id": five.id, "text": toy_scan.minimal_trace(five)},
+            # nor one whose stop step has lost its period (a concise policy drops it)
+            {"problem_id": five_b.id, "text": toy_scan.minimal_trace(five_b).replace(" stop.", " stop")}]
     path = tmp_path / "samples.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert hint_by_sure(path, "toy-scan") == {5: 0.0, 9: 1.0}

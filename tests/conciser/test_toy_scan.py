@@ -176,3 +176,10 @@ def test_toy_scan_is_a_dataset_and_a_benchmark():
     assert {p.meta["level"] for p in bench.problems} == set(toy_scan.LEVELS)
     assert not {p.id for p in bench.problems} & {r["problem_id"] for r in rows}
     assert bench.probe == "</think>\\boxed{"
+
+
+def test_reached_stop_tells_a_scan_from_giving_up_with_or_without_the_period():
+    p = max(toy_scan.make_problems(50, seed=6, levels=(5,)), key=lambda p: p.stop)
+    assert toy_scan.reached_stop(p, toy_scan.minimal_trace(p))
+    assert toy_scan.reached_stop(p, toy_scan.minimal_trace(p).replace(" stop.", " stop"))
+    assert not any(toy_scan.reached_stop(p, toy_scan.hint_trace(p, after=k)) for k in range(p.stop))
