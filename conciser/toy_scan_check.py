@@ -15,6 +15,7 @@ import json
 import random
 import statistics
 from pathlib import Path
+from typing import NamedTuple
 
 from conciser import toy_scan
 from conciser.rewards.grading import extract_answer, grade_toy
@@ -184,27 +185,35 @@ def hint_taking(model_dir: Path, problems) -> dict:
 # ---------------------------------------------------------------- all together
 
 
+class _Sample(NamedTuple):
+    minimal: int        # the problem's minimal tokens
+    tokens: int         # the sample's
+    hint: bool          # it took the hint
+    level: int
+    sure: int
+
+
 def overthinking(out_dir: Path, ample: dict, n: int) -> dict:
     """P4 from the ample-budget run (`check_toy_base`): per level accuracy and x minimal, the share
     over the default cap by quartile of needed length, how often the base took the hint (in all and
     by printed odds), and x minimal over the samples that scan (do not take the hint): the base's
     hint answers are short, so they pull the level's x minimal down without being less verbose."""
-    rows = []   # (minimal tokens, tokens, took the hint, level, sure)
+    rows: list[_Sample] = []
     for level in toy_scan.LEVELS:
         problems = {p.id: p for p in toy_scan.make_problems(n, seed=toy_scan.EVAL_SEED + level, levels=(level,))}
         for s in map(json.loads, (out_dir / f"level{level}" / "samples.jsonl").open()):
             p = problems[s["problem_id"]]
-            rows.append((p.minimal_tokens, s["tokens"], toy_scan.HINT_PHRASE in s["text"], level, p.sure))
+            rows.append(_Sample(p.minimal_tokens, s["tokens"], toy_scan.HINT_PHRASE in s["text"], level, p.sure))
     rows.sort()
     q = len(rows) // 4
     cap = toy_scan.DEFAULT_MAX_COMPLETION
-    over = lambda rs: statistics.fmean(t > cap for _, t, *_ in rs)  # noqa: E731
-    scanning = {lv: [r for r in rows if r[3] == lv and not r[2]] for lv in toy_scan.LEVELS}
+    over = lambda rs: statistics.fmean(r.tokens > cap for r in rs)  # noqa: E731
+    scanning = {lv: [r for r in rows if r.level == lv and not r.hint] for lv in toy_scan.LEVELS}
+    sures = sorted({r.sure for r in rows})
     return {"levels": ample, "cap": cap, "over_cap_bottom_quartile": over(rows[:q]), "over_cap_top_quartile": over(rows[-q:]),
-            "over_cap_all": over(rows), "hint_taken": statistics.fmean(r[2] for r in rows),
-            "hint_taken_by_sure": {s: statistics.fmean(r[2] for r in rows if r[4] == s) for s in toy_scan.SURE
-                                   if any(r[4] == s for r in rows)},
-            "scanning_tokens_over_minimal": {lv: sum(r[1] for r in rs) / sum(r[0] for r in rs)
+            "over_cap_all": over(rows), "hint_taken": statistics.fmean(r.hint for r in rows),
+            "hint_taken_by_sure": {s: statistics.fmean(r.hint for r in rows if r.sure == s) for s in sures},
+            "scanning_tokens_over_minimal": {lv: sum(r.tokens for r in rs) / sum(r.minimal for r in rs)
                                              for lv, rs in scanning.items() if rs}}
 
 
