@@ -421,10 +421,14 @@ SPLIT = 0.5
 
 def separated_front(agg: dict[str, dict]) -> dict:
     """The Pareto front of the trained methods (accuracy up, tokens / minimal down; means over seeds),
-    sorted from shortest to longest, and which neighbours on it are told apart: the longer one more
+    sorted from shortest to longest, and which of them the seeds tell apart: the longer one more
     accurate and longer by more than twice the pooled seed std of both metrics (std floored at
-    SEP_FLOOR). `longest_separated_chain` is the longest run of consecutive front methods each
-    separated from the next -- the figure of merit of a toy meant to tell methods apart."""
+    SEP_FLOOR) -- the figure of merit of a toy meant to tell methods apart.
+
+    `longest_separated_chain`: the longest run of consecutive front methods each separated from the next.
+    `longest_separated_tiers`: the longest sequence of front methods, shortest first, each separated from
+    the next one in it, skipping methods between them; several methods that end at one policy tie with each
+    other and break every run of neighbours, but not this."""
     pts = {k: a for k, a in agg.items() if k != "base" and a.get("accuracy") is not None}
     front = [k for k, a in pts.items()
              if not any(b["accuracy"] >= a["accuracy"] and b["tokens_over_minimal"] <= a["tokens_over_minimal"]
@@ -436,17 +440,25 @@ def separated_front(agg: dict[str, dict]) -> dict:
         sa, sb = (max(x.get(f"{key}_std") or 0.0, SEP_FLOOR[key]) for x in (a, b))
         return ((sa ** 2 + sb ** 2) / 2) ** 0.5
 
-    pairs = []
-    for short, long in zip(front, front[1:]):
+    def separated(short: str, long: str) -> bool:
         a, b = pts[short], pts[long]
-        d_acc, d_len = b["accuracy"] - a["accuracy"], b["tokens_over_minimal"] - a["tokens_over_minimal"]
-        pairs.append({"shorter": short, "longer": long, "d_accuracy": d_acc, "d_tokens_over_minimal": d_len,
-                      "separated": d_acc > 2 * pooled(a, b, "accuracy") and d_len > 2 * pooled(a, b, "tokens_over_minimal")})
+        return (b["accuracy"] - a["accuracy"] > 2 * pooled(a, b, "accuracy")
+                and b["tokens_over_minimal"] - a["tokens_over_minimal"] > 2 * pooled(a, b, "tokens_over_minimal"))
+
+    pairs = [{"shorter": short, "longer": long, "d_accuracy": pts[long]["accuracy"] - pts[short]["accuracy"],
+              "d_tokens_over_minimal": pts[long]["tokens_over_minimal"] - pts[short]["tokens_over_minimal"],
+              "separated": separated(short, long)} for short, long in zip(front, front[1:])]
     best, run = (front[:1], front[:1])
     for p in pairs:
         run = run + [p["longer"]] if p["separated"] else [p["longer"]]
         best = run if len(run) > len(best) else best
-    return {"front": front, "pairs": pairs, "longest_separated_chain": best}
+    # tiers[i]: the longest separated sequence that ends at front[i] (the front is short: quadratic is fine)
+    tiers: list[list[str]] = []
+    for i, m in enumerate(front):
+        before = [tiers[j] for j in range(i) if separated(front[j], m)]
+        tiers.append(max(before, key=len, default=[]) + [m])
+    return {"front": front, "pairs": pairs, "longest_separated_chain": best,
+            "longest_separated_tiers": max(tiers, key=len, default=[])}
 
 
 def aggregate(records: list[dict]) -> dict[str, dict]:
@@ -609,8 +621,18 @@ def _front_markdown(front: dict | None, split: list[str] | None = None) -> list[
             f"Front (accuracy up, tokens / minimal down), shortest first: {', '.join(front['front'])}. Longest chain of "
             f"neighbours each told apart from the next (by more than twice the pooled seed std of both metrics; "
             f"std floored at {SEP_FLOOR['accuracy']} accuracy, {SEP_FLOOR['tokens_over_minimal']} tokens / minimal): "
-            f"{' → '.join(front['longest_separated_chain'])} ({len(front['longest_separated_chain'])} methods).", "",
+            f"{' → '.join(front['longest_separated_chain'])} ({len(front['longest_separated_chain'])} methods). "
+            + _tiers_sentence(front), "",
             *split_line, *[f"- {s}" for s in steps]]
+
+
+def _tiers_sentence(front: dict) -> str:
+    """The longest separated sequence over the whole front (results written before it was kept have none)."""
+    tiers = front.get("longest_separated_tiers")
+    if tiers is None:
+        return ""
+    return (f"Longest chain over the whole front, each told apart from the next in it (the methods between "
+            f"them tie with one of its members): {' → '.join(tiers)} ({len(tiers)} methods).")
 
 
 def _curves_markdown(curves: dict | None) -> list[str]:
