@@ -294,16 +294,14 @@ def test_split_methods_are_those_whose_seeds_end_on_and_off_the_shortcut():
     assert agg["laser_d"]["hint_share_by_seed"] == [pytest.approx(0.99), pytest.approx(0.02)]
     assert split_methods(agg) == ["laser_d"]
     front = {"front": ["laser_d", "grpo"], "pairs": [], "longest_separated_chain": ["laser_d"]}
-    md = to_markdown({"methods": agg, "machine": {"cpus": 2}, "config": {"steps": 3, "seeds": [0, 1], "base": "/x/b",
-                      "problems": 20, "eval_seed": 0}, "runs": [], "mode": "quick", "date": "d", "wall_s": 1.0,
-                      "plot": "p.png", "front": front, "split": split_methods(agg)})
+    result = {"methods": agg, "machine": {"cpus": 2}, "config": {"steps": 3, "seeds": [0, 1], "base": "/x/b",
+              "problems": 20, "eval_seed": 0}, "runs": [], "mode": "quick", "date": "d", "wall_s": 1.0,
+              "plot": "p.png", "front": front, "split": split_methods(agg)}
+    md = to_markdown(result)
     assert "0.5 or more apart): laser_d; on the front: laser_d." in md
     assert "Longest chain over the whole front" not in md   # written before it was kept: no sentence
     front["longest_separated_tiers"] = ["laser_d", "grpo"]
-    md = to_markdown({"methods": agg, "machine": {"cpus": 2}, "config": {"steps": 3, "seeds": [0, 1], "base": "/x/b",
-                      "problems": 20, "eval_seed": 0}, "runs": [], "mode": "quick", "date": "d", "wall_s": 1.0,
-                      "plot": "p.png", "front": front, "split": split_methods(agg)})
-    assert "tie with one of its members): laser_d → grpo (2 methods)." in md
+    assert "tie with one of its members): laser_d → grpo (2 methods)." in to_markdown(result)
 
 
 def test_toy_pareto_trains_and_evaluates_on_the_task_asked(tmp_path, monkeypatch):
