@@ -182,7 +182,8 @@ def check_training(mode: str, model: str, plan: Plan, gpu: bool, work: Path) -> 
     from bench.trainer_overhead import Setup, run
 
     extra = ("model.dtype=bfloat16", "trainer.bf16=true") if gpu else ()
-    setup = Setup(model=model, steps=plan.steps, rounds=plan.rounds, batch=plan.batch, generations=plan.generations,
+    # task "toy": the models here carry the chain task's tokenizer (`shaped_tokenizer`, `tiny_model(task="toy")`)
+    setup = Setup(model=model, task="toy", steps=plan.steps, rounds=plan.rounds, batch=plan.batch, generations=plan.generations,
                   max_completion_length=plan.max_completion_length, n_train=plan.n_train, extra=extra)
     markers = work / f"markers-{mode}"
     markers.mkdir()
@@ -258,7 +259,7 @@ def run(dry_run: bool = False, *, plan: Plan | None = None, modes: tuple[str, ..
         else:
             from bench.trainer_overhead import tiny_model
 
-            model = tiny_model(work / "model")
+            model = tiny_model(work / "model", task="toy")
         result["model"] = {"shape": "Qwen2.5-0.5B (random weights, bf16)" if gpu else "tiny toy (random weights)",
                            "build_s": round(time.perf_counter() - t0, 1)}
         log(f"gpu_check: model built in {result['model']['build_s']} s on {result['device']}")

@@ -2,9 +2,9 @@
 
     python -m bench.run_all [--quick] [--only grading,overhead,pareto]
 
-Order: grading (needs only the grader), then the toy base (built and cached if missing, a few
-minutes), then trainer overhead and the toy Pareto, on the toy-scan task (its own base, built and cached
-the same way: about 5.5 minutes on 2 cores). A bench that fails is reported and the others
+Order: grading (needs only the grader), then the toy-scan base (built and cached if missing: about 5
+minutes on 2 cores), then trainer overhead and the toy Pareto, both on the toy-scan task and that base.
+(The toy-chain task stays runnable bench by bench: `--task toy-chain` on either.) A bench that fails is reported and the others
 still run; the exit status is non-zero if any failed. Results: bench/results/*.md|json|png
 (`*.quick.*` for --quick); a summary of this run: bench/results/run_all[.quick].json.
 """
@@ -20,6 +20,7 @@ import traceback
 from bench._common import RESULTS, log, machine, stamp
 
 BENCHES = ("grading", "overhead", "pareto")
+TASK = "toy-scan"   # the toy task (and base) that overhead and the Pareto train on
 
 
 def _grading(quick: bool) -> dict:
@@ -36,7 +37,7 @@ def _grading(quick: bool) -> dict:
 def _overhead(quick: bool) -> dict:
     from bench import trainer_overhead
 
-    r = trainer_overhead.run(quick)
+    r = trainer_overhead.run(quick, task=TASK)
     return {name: round(c["ratio"], 3) for name, c in r["configs"].items()}
 
 
@@ -45,7 +46,7 @@ def _pareto(quick: bool) -> dict:
 
     # the toy-scan task: the one whose Pareto tells methods apart (issue 12); toy-chain's stays runnable
     # with `python -m bench.toy_pareto`
-    r = toy_pareto.run(quick, task="toy-scan", curves_too=not quick)
+    r = toy_pareto.run(quick, task=TASK, curves_too=not quick)
     return {k: {"accuracy": v.get("accuracy"), "mean_tokens": v.get("mean_tokens"),
                 "tokens_over_minimal": v.get("tokens_over_minimal"), "errors": v.get("errors")}
             for k, v in r["methods"].items()}
@@ -75,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"=== {name}")
         try:
             if fn is None:  # timed on its own: a fresh machine builds it once (then it is cached)
-                from conciser.trainers.toy_sft import ensure_toy_base
+                from conciser.trainers.toy_sft import base_config, ensure_toy_base
 
-                out = {"path": str(ensure_toy_base())}
+                out = {"path": str(ensure_toy_base(base_config(TASK)))}
             else:
                 out = fn(args.quick)
             summary["benches"][name] = {"seconds": round(time.perf_counter() - t, 1), **out}

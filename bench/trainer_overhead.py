@@ -1,7 +1,10 @@
 """Trainer overhead: `conciser train` against stock TRL `GRPOTrainer`, same model, data, batch, steps.
 
-    python -m bench.trainer_overhead            # the toy base, 64 completions a step, 3 rounds x 8 steps
+    python -m bench.trainer_overhead            # the toy-scan base, 64 completions a step, 3 rounds x 8 steps
     python -m bench.trainer_overhead --quick    # the same, 2 rounds x 5 steps
+    python -m bench.trainer_overhead --task toy-chain   # on the first toy task and its base
+
+The toy-scan task by default: the toy Pareto trains on it too, so `make bench` builds one base, not two.
 
 Four configurations, each a real training run:
 
@@ -55,6 +58,7 @@ CONFIGS: dict[str, tuple[str, list[str]] | None] = {
     "laser_d": ("toy/laser_d", ["advantage.estimator=batch"]),
     "hapo": ("toy/hapo", []),
 }
+TASK = "toy-scan"
 LABELS = {"stock": "stock TRL GRPOTrainer, correctness reward",
           "correctness": "(a) conciser, correctness only",
           "laser_d": "(b) conciser, LASER-D + batch advantages",
@@ -66,38 +70,44 @@ class Setup:
     """What every configuration shares."""
 
     model: str
+    task: str = TASK                # the toy task whose prompts every configuration trains on
     steps: int = 8                  # per run; the first and the last are not counted
     rounds: int = 3
     batch: int = 64                 # completions per step
     generations: int = 8
-    max_completion_length: int = field(default_factory=lambda: _toy_cap())
+    max_completion_length: int | None = None   # None: the task's cap (its recipes' and its eval's)
     n_train: int = 128
     seed: int = 0
     extra: tuple[str, ...] = field(default_factory=tuple)
 
-    def overrides(self, out_dir: Path) -> list[str]:
-        return [f"model.name_or_path={self.model}", f"data.n_train={self.n_train}", "data.seed=0",
+    def __post_init__(self):
+        if self.max_completion_length is None:
+            from conciser import toy
+
+            object.__setattr__(self, "max_completion_length", toy.task(self.task).DEFAULT_MAX_COMPLETION)
+
+    def overrides(self, recipe: str, out_dir: Path) -> list[str]:
+        """`recipe`'s overrides for this setup: the task's data (and cap, and reference statistics), then the
+        shared trainer block."""
+        from bench.toy_pareto import task_overrides
+
+        return [*task_overrides(self.task, recipe), f"model.name_or_path={self.model}",
+                f"data.n_train={self.n_train}", "data.seed=0",
                 f"trainer.output_dir={out_dir}", f"trainer.max_steps={self.steps}",
                 f"trainer.per_device_train_batch_size={self.batch}", f"trainer.num_generations={self.generations}",
                 f"trainer.max_completion_length={self.max_completion_length}", "trainer.learning_rate=0.0",
                 "trainer.logging_steps=1", f"trainer.seed={self.seed}", *self.extra]
 
 
-def _toy_cap() -> int:
-    from conciser import toy
-
-    return toy.DEFAULT_MAX_COMPLETION  # the toy recipes' and the eval's cap
-
-
-def tiny_model(path: Path, seed: int = 0) -> str:
-    """A random-init tiny toy model, saved in seconds (for tests)."""
+def tiny_model(path: Path, seed: int = 0, task: str = TASK) -> str:
+    """A random-init tiny model with toy task `task`'s tokenizer, saved in seconds (for tests)."""
     import torch
 
     from conciser import toy
     from conciser.trainers.toy_sft import ToyBaseConfig, build_model
 
     cfg = ToyBaseConfig(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=128, seed=seed)
-    tokenizer = toy.build_tokenizer()
+    tokenizer = toy.task(task).build_tokenizer()
     torch.manual_seed(seed)
     model = build_model(cfg, tokenizer)
     model.save_pretrained(path)
@@ -122,7 +132,7 @@ def _run_stock(setup: Setup, out_dir: Path, callbacks: list) -> None:
     from conciser.trainers.train import prepare
 
     recipe_name, overrides = CONFIGS["correctness"]
-    recipe, rows, _, args = prepare(recipe_name, [*overrides, *setup.overrides(out_dir)])  # the same args and rows
+    recipe, rows, _, args = prepare(recipe_name, [*overrides, *setup.overrides(recipe_name, out_dir)])  # the same args and rows
     tokenizer = AutoTokenizer.from_pretrained(setup.model)
     dtype = "auto" if recipe.model.dtype == "auto" else getattr(torch, recipe.model.dtype)  # as `train` loads it
     model = AutoModelForCausalLM.from_pretrained(setup.model, dtype=dtype)
@@ -147,7 +157,7 @@ def _run_conciser(name: str, setup: Setup, out_dir: Path, callbacks: list) -> No
     grpo.ConciseGRPOTrainer = Gated  # train() imports it by name when called
     try:
         recipe, overrides = CONFIGS[name]
-        train(recipe, [*overrides, *setup.overrides(out_dir)])
+        train(recipe, [*overrides, *setup.overrides(recipe, out_dir)])
     finally:
         grpo.ConciseGRPOTrainer = base
 
@@ -266,9 +276,10 @@ def run_round(configs: list[str], setup: Setup, work: Path, round_index: int, ti
 
 def run(quick: bool = False, *, setup: Setup | None = None, configs: list[str] | None = None,
         out_dir: Path | None = None, write: bool = True, env: Callable[[str], dict[str, str]] | None = None,
-        target: str = WORKER, timeout: float = 900.0) -> dict:
+        target: str = WORKER, timeout: float = 900.0, task: str = TASK) -> dict:
     """Rounds of every configuration in lockstep; returns (and by default writes) the results dict.
-    `env`, `target`, `timeout`: see `run_round`."""
+    Without `setup`: toy task `task`'s base (built and cached if missing). `env`, `target`, `timeout`: see
+    `run_round`."""
     configs = configs or list(CONFIGS)
     if configs[0] != "stock":
         raise ValueError("the first configuration must be 'stock' (the ratios' denominator)")
@@ -276,10 +287,8 @@ def run(quick: bool = False, *, setup: Setup | None = None, configs: list[str] |
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         work = Path(tmp)
         if setup is None:
-            from conciser.trainers.toy_sft import ensure_toy_base
-
-            base = str(ensure_toy_base())
-            setup = Setup(model=base, steps=5, rounds=2) if quick else Setup(model=base)
+            base = _base(task)
+            setup = Setup(model=base, task=task, steps=5, rounds=2) if quick else Setup(model=base, task=task)
         log(f"trainer overhead: {len(configs)} configs x {setup.rounds} rounds x {setup.steps} steps in lockstep, "
             f"{setup.batch} completions/step, cap {setup.max_completion_length}, load {mach['load_avg_1m']}")
         runs = []
@@ -294,6 +303,12 @@ def run(quick: bool = False, *, setup: Setup | None = None, configs: list[str] |
         path = write_results("trainer_overhead", quick, result, to_markdown(result), out_dir)
         log(f"wrote {path}")
     return result
+
+
+def _base(task: str) -> str:
+    from conciser.trainers.toy_sft import base_config, ensure_toy_base
+
+    return str(ensure_toy_base(base_config(task)))
 
 
 def _bootstrap_ratio(xs: list[float], base: list[float], n: int = 2000) -> list[float]:
@@ -356,7 +371,7 @@ def to_markdown(r: dict) -> str:
         f"· torch {m.get('torch')}, transformers {m.get('transformers')}, trl {m.get('trl')}",
         "",
         f"Model `{Path(s['model']).name}`; {s['batch']} completions a step ({s['batch'] // s['generations']} prompts x "
-        f"{s['generations']}), cap {s['max_completion_length']} tokens, {s['n_train']} toy prompts, learning rate 0 "
+        f"{s['generations']}), cap {s['max_completion_length']} tokens, {s['n_train']} {s.get('task', 'toy')} prompts, learning rate 0 "
         f"(the policy stays the same, so every run does the same generation work). {s['rounds']} rounds; in each, the "
         f"four runs go in lockstep (step k of each back to back, order rotated every step), {s['steps']} steps per "
         "run, the first and the last not counted. Step = from the gate's go until the run is ready for its next step "
@@ -373,17 +388,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None, help="steps per run (the first and last are not counted)")
     ap.add_argument("--out", default=None, help="results folder (default bench/results)")
+    ap.add_argument("--task", default=TASK, help=f"the toy task and base trained on (default {TASK}; or toy-chain)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     setup = None
     if args.rounds or args.steps:
         if args.quick:
             raise SystemExit("--rounds/--steps apply to the full setup; --quick fixes its own")
-        from conciser.trainers.toy_sft import ensure_toy_base
-
-        setup = Setup(model=str(ensure_toy_base()), **{k: v for k, v in (("rounds", args.rounds),
-                                                                           ("steps", args.steps)) if v})
-    r = run(args.quick, setup=setup, out_dir=Path(args.out) if args.out else None)
+        setup = Setup(model=_base(args.task), task=args.task, **{k: v for k, v in (("rounds", args.rounds),
+                                                                                    ("steps", args.steps)) if v})
+    r = run(args.quick, setup=setup, out_dir=Path(args.out) if args.out else None, task=args.task)
     print(to_markdown(r))
     return r
 

@@ -61,6 +61,20 @@ def test_trainer_overhead_bench_gives_a_ratio_per_configuration(tmp_path):
     assert "(a) conciser, correctness only" in md and "ratio to stock" in md
 
 
+def test_trainer_overhead_trains_on_the_toy_scan_task_by_default_and_on_the_chain_task_when_asked(tmp_path):
+    """One base for `make bench`: overhead uses the task (data, cap) the toy Pareto uses."""
+    from bench.trainer_overhead import Setup
+    from conciser import toy_scan
+
+    scan = Setup(model="m").overrides("toy/laser", tmp_path)
+    assert "data.dataset=toy-scan" in scan
+    assert f"trainer.max_completion_length={toy_scan.DEFAULT_MAX_COMPLETION}" in scan
+    chain = Setup(model="m", task="toy").overrides("toy/laser", tmp_path)
+    assert not any(o.startswith("data.dataset=") for o in chain)
+    assert "trainer.max_completion_length=160" in chain
+    assert Setup(model="m", max_completion_length=64).max_completion_length == 64
+
+
 def _fake_summary(acc, tokens, minimal=40.0):
     levels = {str(lv): {"n_problems": 10, "accuracy": acc, "mean_tokens": tokens + lv, "truncation_rate": 0.0,
                         "mean_minimal_tokens": minimal + lv} for lv in (1, 2)}
