@@ -44,7 +44,7 @@ def give_up(probs: list[float], j: int, *, hint_accuracy: float, step_tokens: in
 
 def front(prices=PRICES) -> dict:
     """The best give-up policy per level and printed odds for each price, on the toy-scan task as the generator
-    defines it (levels weigh equally, the odds by their shares `toy_scan.SURE`, as in the benchmark)."""
+    defines it (levels weigh equally, odds uniformly, as in the benchmark)."""
     import random
 
     from conciser import toy_scan as ts
@@ -60,9 +60,8 @@ def front(prices=PRICES) -> dict:
     rows = []
     for price in prices:
         per = {cell: max(opts, key=lambda o: o[1] - price * o[2]) for cell, opts in options.items()}  # (j, acc, tokens)
-        weight = {(lv, sure): ts.SURE[sure] / len(levels) for lv, sure in per}
-        acc = sum(weight[c] * a for c, (_, a, _) in per.items())
-        tokens = sum(weight[c] * t for c, (_, _, t) in per.items())
+        acc = sum(a for _, a, _ in per.values()) / len(per)
+        tokens = sum(t for _, _, t in per.values()) / len(per)
         rows.append({"price": price, "accuracy": acc, "mean_tokens": tokens,
                      "tokens_over_minimal": tokens / (sum(minimal.values()) / len(minimal)),
                      "steps_before_hint": {lv: {sure: per[lv, sure][0] for sure in ts.SURE} for lv in levels}})

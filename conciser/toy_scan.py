@@ -6,7 +6,7 @@ add the operands in order (mod 10), but first compare each operand with the runn
 operand equal to it stops the scan, and the answer is that total. Exactly one stop happens within the k
 operands (the generator places it; what follows it is noise):
 
-    prompt      hint:5 sure:8. start=8; a3; b9; c0; d7; e1; f4.
+    prompt      hint:5 sure:7. start=8; a3; b9; c0; d7; e1; f4.
     minimal     <think> a3:8=1. b9:1=0. c0:0 stop.</think>\\boxed{0}<|end|>
     shortcut    <think> hmm, use the hint.</think>\\boxed{5}<|end|>
 
@@ -24,22 +24,17 @@ Why this shape (DESIGN §4, "Lesson of the first toy"):
   * so a concise policy's accuracy under a thinking budget B rises gradually with B (the share of
     problems whose stop comes within B), not in one step at a printed difficulty;
   * tempting shortcuts with odds the policy can read: the hint is the answer with probability sure/10
-    (`sure` printed in the prompt: 8 on 60% of the problems, 4 on the rest; 64% on average), else another
-    digit. Answering from it costs 13 tokens whatever h is (as many as a scan that stops at step 1); the
-    base's SFT traces take it in a quarter of the sure:8 problems (at once, or after some plain steps)
-    and never at sure:4, so the base reads the odds and RL can find the shortcut and overuse it.
+    (`sure` printed in the prompt, uniform on `SURE`: 50-90%, 70% on average), else another digit.
+    Answering from it costs 13 tokens whatever h is (as many as a scan that stops at step 1); the
+    base's SFT traces take it in a quarter of the sure:8 problems and half of the sure:9 ones (at once,
+    or after some plain steps), never below, so the base reads the odds and RL can find the shortcut
+    and overuse it.
   * why the odds are printed and varied: with one hint accuracy for every problem (the design before,
-    60%), a reward "correct - price x tokens" has the same optimum -- the minimal trace -- for every price
+    60%), a reward "correct - price x tokens" has the same optimum — the minimal trace — for every price
     below about 0.012 a token, and above it whole levels switch to the hint at once, so every length
-    reward ended at the same point (bench/shortcut_front.py).
-  * why two odds far apart (scan-v6, -v7) and not five (5-9, scan-v5): trained policies do price the odds --
-    they give up at every odds from some threshold up -- but on five close odds the seeds of one method
-    ended at different thresholds (cosine: none, sure 7, sure 7), and neighbouring thresholds are 0.02-0.07
-    accuracy apart, inside the seed noise. With 40% and 80% the policies a length reward can end at come in
-    three groups -- scan all; give up at sure:8 only; give up everywhere -- at 1.00 / 0.84 / 0.60 accuracy and
-    1.00 / 0.67 / 0.43x minimal on the held-out problems, and for a reward "correct - price x tokens" the
-    sure:8 cells go to the hint as the price rises from 0.008 to 0.025 a token, the sure:4 ones from 0.025 to
-    0.05 (bench/shortcut_front.py), so rewards that price tokens differently land in different groups.
+    reward ended at the same point (bench/shortcut_front.py). With 5 odds x 5 levels the best policy
+    gives up on one more (level, odds) cell at a time as the price rises from 0.004 to 0.03 a token,
+    so rewards that price tokens differently can end at different accuracies and lengths.
 `minimal_tokens` is the shortest completion that is right for certain (every step up to the stop
 written); the hint completion is shorter for every h > 1 (13 tokens) and right sure/10 of the time, so
 tokens/minimal can go below 1.0 only by taking that gamble.
@@ -85,9 +80,7 @@ LEVELS: dict[int, Level] = {
 }
 # Level 0 is not part of the task: short scans, only for the start of the base's SFT curriculum.
 WARMUP_LEVEL = Level(k=3, alpha=0.0)
-# The hint's printed odds and the share of problems that print them: P(hint == answer) = sure / 10, otherwise
-# another digit. Two classes far apart (scan-v6; v5 had 5, 6, 7, 8, 9 evenly): see the module docstring.
-SURE: dict[int, float] = {4: 0.4, 8: 0.6}
+SURE = (5, 6, 7, 8, 9)     # the hint's printed odds: P(hint == answer) = sure / 10; otherwise another digit
 NAMES = "abcdefghijklmnop"
 # About the 90th percentile of the verbose traces' lengths: the base overruns it on late stops only
 # (mostly levels 4-5), as R1-distilled models overrun their caps on the hardest problems.
@@ -152,7 +145,7 @@ def make_problem(rng: random.Random, level: int) -> ScanProblem:
     operands.append(total)
     operands += [rng.randrange(10) for _ in range(lv.k - stop)]
     answer = str(total)
-    sure = rng.choices(list(SURE), weights=list(SURE.values()))[0]
+    sure = rng.choice(SURE)
     hint = answer if rng.random() < sure / 10 else str(rng.choice([d for d in range(10) if d != total]))
     p = ScanProblem("", level, start, tuple(operands), hint, sure, answer, stop, minimal_tokens(stop))
     pid = f"scan-L{level}-" + hashlib.sha1(f"{level}:{p.prompt}".encode()).hexdigest()[:10]
@@ -181,20 +174,17 @@ class Verbosity:
     """How the overthinking base writes. Probabilities are per step unless noted."""
 
     p_slip: float = 0.05          # a step's result is wrong; a fixing re-check always follows
-    # The chain task's values. v6 raised them (0.8 / 0.6 / 0.8 / 0.9) to keep the base >= 3x minimal on level 1
-    # with its hint answers among the samples; its more random traces ended SFT at loss 0.128 (0.037 here) and
-    # RL from that base was fragile (plain GRPO gained nothing; one run collapsed), so v7 keeps these.
     p_check: float = 0.7          # redundant re-check of a correct step
     p_filler: float = 0.5         # filler phrase(s) after a step (1-2 phrases)
     p_final_pass: float = 0.7     # per problem: re-verify every step at the end
     p_opening: float = 0.8        # per problem: a filler phrase before the first step
     # per problem, by the printed odds: the share of traces that answer from the hint after 0..h-1 plain
-    # steps (uniform), never at sure:4. Why only there: at 5% of traces spread over every odds (scan-v4)
-    # the hint was too small a part of the SFT loss for the base to read the odds (it took the hint as
-    # often at sure:5 as at sure:9), so RL met one coin and each seed raced to all-hint or none; a base
-    # that takes the surer hint in a quarter of its traces and never the other prices the odds. Not more:
-    # every hint the base takes costs its accuracy (property 4 asks >= 90% on every level).
-    hint_by_sure: dict[int, float] = field(default_factory=lambda: {8: 0.25})
+    # steps (uniform), never below sure:8. Why so many and only there: at 5% of traces spread over every
+    # odds (scan-v4) the hint was too small a part of the SFT loss for the base to read the odds (it took
+    # the hint as often at sure:5 as at sure:9), so RL met one coin and each seed raced to all-hint or
+    # none; traces that take it in 25-50% of the surest problems are a base that prices the odds
+    # (measured in bench/README.md, "What the toy shows").
+    hint_by_sure: dict[int, float] = field(default_factory=lambda: {8: 0.25, 9: 0.5})
 
 
 FILLERS = toy.FILLERS
@@ -240,8 +230,6 @@ def verbose_trace(p: ScanProblem, rng: random.Random, style: Verbosity = Verbosi
     """One overthinking completion for `p`: correct (its slips are fixed) unless it takes the hint."""
     steps = _steps(p)
     if rng.random() < style.hint_by_sure.get(p.sure, 0.0):
-        # plain steps before it: written as verbosely as a scan's, the choice to give up sits far from the
-        # printed odds and the base gave up at sure:4 too (0.08 of its samples there, not 0.00)
         return hint_trace(p, after=rng.randrange(len(steps)))
     out: list[str] = []
     if rng.random() < style.p_opening:

@@ -254,23 +254,23 @@ def test_pareto_labels_never_overlap_and_error_bars_stay_in_0_1():
 
 
 def test_hint_by_sure_counts_answers_from_the_hint_at_each_printed_odds(tmp_path):
-    """Three held-out toy-scan problems by hand: the hint taken on both sure-8 problems, not on the scanned one."""
+    """Three held-out toy-scan problems by hand: the hint taken on both sure-9 problems, not on the scanned one."""
     from bench.toy_pareto import aggregate, hint_by_sure
     from conciser import toy_scan
 
     ps = toy_scan.eval_problems(250)
-    eight = [p for p in ps if p.sure == 8][:2]
-    four, four_b = [p for p in ps if p.sure == 4 and p.hint == p.answer][:2]
-    rows = [{"problem_id": eight[0].id, "text": toy_scan.hint_trace(eight[0])},
+    nine = [p for p in ps if p.sure == 9][:2]
+    five, five_b = [p for p in ps if p.sure == 5 and p.hint == p.answer][:2]
+    rows = [{"problem_id": nine[0].id, "text": toy_scan.hint_trace(nine[0])},
             # the hint's digit without the phrase (a policy that learned to drop it) counts too
-            {"problem_id": eight[1].id, "text": " again.</think>\\boxed{" + eight[1].hint + "}<|end|>"},
+            {"problem_id": nine[1].id, "text": " again.</think>\\boxed{" + nine[1].hint + "}<|end|>"},
             # a full scan does not, even where the hint's digit is the answer
-            {"problem_id": four.id, "text": toy_scan.minimal_trace(four)},
+            {"problem_id": five.id, "text": toy_scan.minimal_trace(five)},
             # nor one whose stop step has lost its period (a concise policy drops it)
-            {"problem_id": four_b.id, "text": toy_scan.minimal_trace(four_b).replace(" stop.", " stop")}]
+            {"problem_id": five_b.id, "text": toy_scan.minimal_trace(five_b).replace(" stop.", " stop")}]
     path = tmp_path / "samples.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert hint_by_sure(path, "toy-scan") == {4: 0.0, 8: 1.0}
+    assert hint_by_sure(path, "toy-scan") == {5: 0.0, 9: 1.0}
     assert hint_by_sure(path, "toy") == {}
     # over seeds: a mean per odds, whether the keys came back from JSON as strings or not
     summary = {**_fake_summary(0.7, 30.0), "hint_by_sure": {"5": 0.0, "9": 1.0}}
@@ -572,7 +572,7 @@ def test_shortcut_front_runs_from_the_minimal_trace_to_the_hint():
     free, mid, dear = r["rows"]
     assert free["accuracy"] == pytest.approx(1.0) and free["tokens_over_minimal"] == pytest.approx(1.0)
     assert all(set(by.values()) == {toy_scan.LEVELS[lv].k} for lv, by in free["steps_before_hint"].items())
-    mean_odds = sum(sure / 10 * share for sure, share in toy_scan.SURE.items())
+    mean_odds = sum(toy_scan.SURE) / len(toy_scan.SURE) / 10
     assert dear["accuracy"] == pytest.approx(mean_odds) and all(set(by.values()) == {0} for by in dear["steps_before_hint"].values())
     assert dear["accuracy"] < mid["accuracy"] < free["accuracy"]
     # in between, the surer hints go first: where a level gives up at some odds, it gives up at every surer one

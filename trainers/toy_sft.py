@@ -94,8 +94,8 @@ class ScanBaseConfig(ToyBaseConfig):
     task: ClassVar[str] = "toy-scan"
     easy_levels: ClassVar[tuple[int, ...]] = (0, 1)   # 0: toy_scan.WARMUP_LEVEL, scans of 3 operands
     # v2: scans of up to 9 steps, hint right 60%; v3: level 1 alpha 1.0; v4: the hint's odds printed (50-90%);
-    # v5: the hint taken by odds (Verbosity.hint_by_sure); v6: two odds classes, 40% and 80%, more verbose traces; v7: v6's odds with v5's verbosity
-    _version: ClassVar[str] = "scan-v7"
+    # v5: the hint taken by odds (Verbosity.hint_by_sure)
+    _version: ClassVar[str] = "scan-v5"
     _cache_prefix: ClassVar[str] = "toy-scan-base"
 
 

@@ -47,26 +47,26 @@ def test_every_prompt_of_a_level_has_the_same_shape(tokenizer, level):
 
 
 @pytest.mark.parametrize("level", sorted(toy_scan.LEVELS))
-def test_needed_length_varies_inside_every_level_and_the_hint_is_right_about_64_percent(level):
+def test_needed_length_varies_inside_every_level_and_the_hint_is_right_about_70_percent(level):
     ps = toy_scan.make_problems(1000, seed=10 + level, levels=(level,))
     lengths = [p.minimal_tokens for p in ps]
     assert statistics.pstdev(lengths) / statistics.fmean(lengths) >= 0.4
     assert {p.stop for p in ps} == set(range(1, toy_scan.LEVELS[level].k + 1))
-    assert 0.58 <= statistics.fmean(p.hint == p.answer for p in ps) <= 0.70   # 0.6 * 0.8 + 0.4 * 0.4
+    assert 0.6 <= statistics.fmean(p.hint == p.answer for p in ps) <= 0.8
 
 
 def test_the_hint_is_right_as_often_as_its_printed_odds_and_the_base_takes_surer_hints_more():
     ps = toy_scan.make_problems(5000, seed=3)
     rng = random.Random(4)
-    for sure, share in toy_scan.SURE.items():
+    for sure in toy_scan.SURE:
         mine = [p for p in ps if p.sure == sure]
-        assert abs(len(mine) / len(ps) - share) < 0.03
+        assert len(mine) > 0.15 * len(ps)
         assert abs(statistics.fmean(p.hint == p.answer for p in mine) - sure / 10) < 0.04
     taken = {s: statistics.fmean(toy_scan.HINT_PHRASE in toy_scan.verbose_trace(p, rng) for p in ps if p.sure == s)
              for s in toy_scan.SURE}
-    # the base's traces take the hint by its odds: never at sure:4, a quarter at sure:8
-    assert taken[4] == 0
-    assert abs(taken[8] - 0.25) < 0.03
+    # the base's traces take the hint by its odds: never below sure:8, a quarter at 8, half at 9
+    assert taken[5] == taken[6] == taken[7] == 0
+    assert abs(taken[8] - 0.25) < 0.05 and abs(taken[9] - 0.5) < 0.05
 
 
 def test_harder_levels_need_longer_traces_on_average():
@@ -113,19 +113,19 @@ def test_tokenizer_reloads_identically_through_autotokenizer(tokenizer, tmp_path
 
 def test_verbose_traces_overthink_and_are_correct_unless_they_take_the_hint(tokenizer):
     rng = random.Random(0)
-    ratios, hinted = [], []
+    ratios, hinted = [], 0
     for p in toy_scan.make_problems(500, seed=1):
         text = toy_scan.verbose_trace(p, rng)
         if toy_scan.HINT_PHRASE in text:
             # giving up part-way: some plain steps (fewer than the scan needs), then the hint
+            hinted += 1
             assert text in {toy_scan.hint_trace(p, after=k) for k in range(p.stop)}
-            assert not toy_scan.reached_stop(p, text) and extract_answer(text) == p.hint
-            hinted.append(text)
+            assert extract_answer(text) == p.hint
         else:
             assert grade_toy(gold=p.answer, completion=text).correct
             ratios.append(len(tokenizer(text, add_special_tokens=False).input_ids) / p.minimal_tokens)
     assert statistics.fmean(ratios) >= 3.0
-    assert 0.09 * 500 < len(hinted) < 0.21 * 500   # 0.25 * 0.6 of the problems on average
+    assert 0.1 * 500 < hinted < 0.2 * 500   # (0.25 + 0.5) / 5 of the problems on average
 
 
 def test_slips_are_always_followed_by_a_fixing_check():
