@@ -183,8 +183,9 @@ def check_training(mode: str, model: str, plan: Plan, gpu: bool, work: Path) -> 
 
     extra = ("model.dtype=bfloat16", "trainer.bf16=true") if gpu else ()
     # task "toy": the models here carry the chain task's tokenizer (`shaped_tokenizer`, `tiny_model(task="toy")`)
-    setup = Setup(model=model, task="toy", steps=plan.steps, rounds=plan.rounds, batch=plan.batch, generations=plan.generations,
-                  max_completion_length=plan.max_completion_length, n_train=plan.n_train, extra=extra)
+    setup = Setup(model=model, task="toy", steps=plan.steps, rounds=plan.rounds, batch=plan.batch,
+                  generations=plan.generations, max_completion_length=plan.max_completion_length,
+                  n_train=plan.n_train, extra=extra)
     markers = work / f"markers-{mode}"
     markers.mkdir()
 

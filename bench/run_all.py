@@ -3,9 +3,9 @@
     python -m bench.run_all [--quick] [--only grading,overhead,pareto]
 
 Order: grading (needs only the grader), then the toy-scan base (built and cached if missing: about 5
-minutes on 2 cores), then trainer overhead and the toy Pareto, both on the toy-scan task and that base.
-(The toy-chain task stays runnable bench by bench: `--task toy-chain` on either.) A bench that fails is reported and the others
-still run; the exit status is non-zero if any failed. Results: bench/results/*.md|json|png
+minutes on 2 cores), then trainer overhead and the toy Pareto, both on the toy-scan task and that base
+(the toy-chain task stays runnable bench by bench: `--task toy-chain` on either). A bench that fails is
+reported and the others still run; the exit status is non-zero if any failed. Results: bench/results/*.md|json|png
 (`*.quick.*` for --quick); a summary of this run: bench/results/run_all[.quick].json.
 """
 
