@@ -69,6 +69,10 @@ class ToyBaseConfig:
     task: ClassVar[str] = "toy-chain"        # the toy task (conciser.toy.task); not a field, so not in the key
     easy_levels: ClassVar[tuple[int, ...]] = (1, 2)   # the levels of the first `easy_steps` steps
     _version: ClassVar[str] = "v10"          # bump to invalidate cached bases of this task
+    # `sft_data_fingerprint` of this config: the cache key covers the fields and `_version`, not the trace
+    # code, so a test compares the two and tells whoever edits the traces to bump `_version` (a stale cached
+    # base was reused once when only the traces changed).
+    _data_fingerprint: ClassVar[str] = "01fb9e1a79ac"
     _cache_prefix: ClassVar[str] = "toy-base"
 
     def key(self) -> str:
@@ -96,6 +100,7 @@ class ScanBaseConfig(ToyBaseConfig):
     # v2: scans of up to 9 steps, hint right 60%; v3: level 1 alpha 1.0; v4: the hint's odds printed (50-90%);
     # v5: the hint taken by odds (Verbosity.hint_by_sure)
     _version: ClassVar[str] = "scan-v5"
+    _data_fingerprint: ClassVar[str] = "19f3b8d9790c"
     _cache_prefix: ClassVar[str] = "toy-scan-base"
 
 
@@ -114,6 +119,23 @@ def toy_base_dir(cfg: ToyBaseConfig | None = None) -> Path:
     root = Path(os.environ.get("CONCISER_CACHE", Path.home() / ".cache" / "conciser"))
     cfg = cfg or ToyBaseConfig()
     return root / f"{cfg._cache_prefix}-{cfg.key()}"
+
+
+def sft_data_fingerprint(cfg: ToyBaseConfig, per_level: int = 40) -> str:
+    """A hash of what the base of `cfg` is trained on: the token ids of fixed-seed verbose and minimal
+    traces (prompts included) of every level it sees, so it changes with the tokenizer, the problem
+    generator and the trace code. Not part of `key()` (that would rename every cached base and every
+    committed result's base); `tests/trainers/test_toy_sft.py` holds it against `_data_fingerprint`."""
+    task = toy.task(cfg.task)
+    tokenizer = task.build_tokenizer()
+    rng = random.Random(0)
+    digest = hashlib.sha1()
+    for level in sorted({*cfg.easy_levels, *task.LEVELS}):
+        for _ in range(per_level):
+            p = task.make_problem(rng, level)
+            for text in (task.verbose_trace(p, rng, cfg.verbosity), task.minimal_trace(p)):
+                digest.update(json.dumps(_encode_example(tokenizer, p, text)).encode())
+    return digest.hexdigest()[:12]
 
 
 def build_model(cfg: ToyBaseConfig, tokenizer):

@@ -66,6 +66,23 @@ def test_each_task_has_its_own_base_and_cache_folder():
         base_config("toy-scans")
 
 
+@pytest.mark.parametrize("task", ["toy-chain", "toy-scan"])
+def test_cached_base_is_renamed_when_its_training_data_changes(task):
+    """The cache key covers the config and `_version`, not the trace code: this fails when the SFT data
+    changed without a `_version` bump, which would reuse a stale cached base."""
+    from conciser.trainers.toy_sft import base_config, sft_data_fingerprint
+
+    cfg = base_config(task)
+    got = sft_data_fingerprint(cfg)
+    assert got == cfg._data_fingerprint, (
+        f"the {task} base's SFT data changed (fingerprint {got}, recorded {cfg._data_fingerprint}) but its cache "
+        f"key did not: bump {type(cfg).__name__}._version so cached bases are rebuilt, and set _data_fingerprint "
+        f"= {got!r}")
+    # it sees the traces: another verbosity is other data
+    other = dataclasses.replace(cfg, verbosity=dataclasses.replace(cfg.verbosity, p_filler=0.0))
+    assert sft_data_fingerprint(other) != got
+
+
 def test_scan_base_sft_smoke(tmp_path):
     from transformers import AutoTokenizer
 
