@@ -260,9 +260,23 @@ def hint_by_sure(samples: Path, task: str) -> dict[int, float]:
     return {s: statistics.fmean(v) for s, v in taken.items() if v}
 
 
+def false_stop_rate(samples: Path, task: str) -> float | None:
+    """On toy-scan: the share of answers whose thinking claims a stop it never reached
+    (`toy_scan.false_stop`), the shortcut of answering a made-up total; None on other tasks."""
+    from conciser import toy
+
+    mod = toy.task(task)
+    if not hasattr(mod, "false_stop"):
+        return None
+    rows = [json.loads(line) for line in samples.open()]
+    probs = {p.id: p for p in mod.eval_problems(max(250, len(rows)))}
+    return statistics.fmean(mod.false_stop(probs[r["problem_id"]], r["text"]) for r in rows) if rows else None
+
+
 def sample_figures(samples: Path, task: str) -> dict:
     """The summary figures computed from a run's eval samples (not by the eval itself)."""
-    return {"by_need_quartile": by_need_quartile(samples, task), "hint_by_sure": hint_by_sure(samples, task)}
+    return {"by_need_quartile": by_need_quartile(samples, task), "hint_by_sure": hint_by_sure(samples, task),
+            "false_stop_rate": false_stop_rate(samples, task)}
 
 
 CURVE_BUDGETS = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 160)
@@ -486,6 +500,9 @@ def aggregate(records: list[dict]) -> dict[str, dict]:
         m["hint_by_sure"] = {x: statistics.fmean(h[x] for h in hints if x in h) for x in sorted({x for h in hints for x in h})}
         # the odds are uniform over the problems, so the mean over odds is the share of all answers
         m["hint_share_by_seed"] = [statistics.fmean(h.values()) if h else None for h in hints]
+        stops = [s["false_stop_rate"] for s in ok if s.get("false_stop_rate") is not None]
+        m["false_stop_rate"] = statistics.fmean(stops) if stops else None   # results before it was kept: none
+        m["false_stop_by_seed"] = [s.get("false_stop_rate") for s in ok]
         levels = sorted({lv for s in ok for lv in (s.get("by_level") or {})}, key=int)
         m["by_level"] = {lv: {k: statistics.fmean(s["by_level"][lv][k] for s in ok if lv in (s.get("by_level") or {}))
                               for k in ("accuracy", "mean_tokens", "mean_minimal_tokens")} for lv in levels}
@@ -536,6 +553,15 @@ def _q4(a: dict) -> str:
     return "" if q is None else f"{_pm(q['accuracy'], q.get('accuracy_std'), '{:.2f}')} / {q['mean_tokens']:.0f}"
 
 
+def _false_stops(a: dict) -> str:
+    """"0.05 (0.00 0.14 0.01)": the mean share of false stops and each seed's; "-" where it was not measured."""
+    if a.get("false_stop_rate") is None:
+        return "-"
+    seeds = [x for x in a.get("false_stop_by_seed") or []]
+    return f"{a['false_stop_rate']:.2f}" + (" (" + " ".join("-" if x is None else f"{x:.2f}" for x in seeds) + ")"
+                                            if len(seeds) > 1 else "")
+
+
 def _eval_cap(r: dict):
     return next((x["summary"].get("max_new_tokens") for x in r["runs"] if "summary" in x), "?")
 
@@ -545,14 +571,16 @@ def to_markdown(r: dict) -> str:
     m = r["machine"]
     cfg = r["config"]
     levels = sorted(base.get("by_level") or {}, key=int)
-    odds = sorted({x for a in agg.values() for x in (a.get("hint_by_sure") or {})})
+    # keys are ints when aggregated here and strings when read back from the JSON; one form for both
+    hints = {k: {int(x): v for x, v in (a.get("hint_by_sure") or {}).items()} for k, a in agg.items()}
+    odds = sorted({x for h in hints.values() for x in h})
     order = sorted((k for k in agg if k != "base"), key=lambda k: (agg[k].get("mean_tokens") is None,
                                                                     agg[k].get("mean_tokens") or 0))
     rows = []
     for name in ["base", *order]:
         a = agg[name]
         if a.get("accuracy") is None:
-            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:200], *[""] * (7 + len(levels) + 2 * bool(odds))])
+            rows.append([name, "failed: " + "; ".join(sorted(set(a["errors"])))[:200], *[""] * (7 + len(levels) + 3 * bool(odds))])
             continue
         d_acc = (a["accuracy"] - base["accuracy"]) * 100 if name != "base" and base.get("accuracy") is not None else None
         d_tok = (a["mean_tokens"] / base["mean_tokens"] - 1) * 100 if name != "base" and base.get("mean_tokens") else None
@@ -564,8 +592,9 @@ def to_markdown(r: dict) -> str:
                      f"{a['truncation_rate']:.3f}", _q4(a),
                      *[f"{a['by_level'][lv]['accuracy']:.2f} / {a['by_level'][lv]['mean_tokens']:.0f}"
                        if lv in a["by_level"] else "" for lv in levels],
-                     *([" ".join(f"{a['hint_by_sure'][x]:.2f}" if x in a["hint_by_sure"] else "-" for x in odds),
-                        " ".join("-" if x is None else f"{x:.2f}" for x in a.get("hint_share_by_seed") or [])] if odds else [])])
+                     *([" ".join(f"{hints[name][x]:.2f}" if x in hints[name] else "-" for x in odds),
+                        " ".join("-" if x is None else f"{x:.2f}" for x in a.get("hint_share_by_seed") or []),
+                        _false_stops(a)] if odds else [])])
     minimal = " ".join(f"L{lv} {base['by_level'][lv]['mean_minimal_tokens']:.0f}" for lv in levels)
     seeds = ", ".join(str(s) for s in cfg["seeds"])
     return "\n".join([
@@ -590,12 +619,14 @@ def to_markdown(r: dict) -> str:
         + (f" Hint taken: at each printed odds (sure {', '.join(map(str, odds))}: right {odds[0] * 10}-{odds[-1] * 10}% "
            f"of the time), the share of answers that give the hint's digit without scanning to the stop; a policy that "
            f"prices tokens gives up on the surest first. Hint share per seed: the share of all its answers taken from "
-           f"the hint, seed by seed (seeds {SPLIT} or more apart ended at different policies)."
+           f"the hint, seed by seed (seeds {SPLIT} or more apart ended at different policies). False stops: the share "
+           f"of answers whose thinking claims a stop it never reached (a made-up total, which the hint columns do not "
+           f"count), mean and per seed."
            if odds else ""),
         "",
         md_table(["method", "accuracy", "mean tokens", "tokens / minimal", "95% CI: accuracy; × minimal", "Δ acc (points)", "Δ tokens", "truncated",
                   "longest-need quarter", *[f"L{lv}" for lv in levels],
-                  *(["hint taken by odds", "hint share per seed"] if odds else [])], rows),
+                  *(["hint taken by odds", "hint share per seed", "false stops"] if odds else [])], rows),
         "",
         f"![toy Pareto]({r['plot']})",
         *_front_markdown(r.get("front"), r.get("split") if odds else None),

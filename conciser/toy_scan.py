@@ -221,6 +221,14 @@ def reached_stop(p: ScanProblem, text: str) -> bool:
     return _step(name, v, prev, None)[:-1] in text
 
 
+def false_stop(p: ScanProblem, text: str) -> bool:
+    """Whether completion `text` claims a stop in its thinking without writing `p`'s stop step: an
+    over-compression that answers a made-up total ("a3:0 stop." at step 1) and that the hint columns do
+    not see, since its answer is not the hint's digit."""
+    thinking = text.split(THINK_CLOSE, 1)[0]
+    return " stop" in thinking and not reached_stop(p, text)
+
+
 def hint_trace(p: ScanProblem, after: int = 0) -> str:
     """The shortcut: the first `after` steps (plain), then the hint as the answer (right sure/10 of the time)."""
     return _completion([_step(*s) for s in _steps(p)[:after]] + [HINT_PHRASE], p.hint)

@@ -286,8 +286,46 @@ def test_hint_by_sure_counts_answers_from_the_hint_at_each_printed_odds(tmp_path
           out_dir=tmp_path)
     md = (tmp_path / "toy_pareto.quick.md").read_text()
     assert "hint taken by odds" in md and "sure 5, 9" in md
-    assert next(ln for ln in md.splitlines() if ln.startswith("| kimi")).rstrip(" |").endswith("0.00 1.00 | 0.50")
+    assert next(ln for ln in md.splitlines() if ln.startswith("| kimi")).rstrip(" |").endswith("0.00 1.00 | 0.50 | -")
     assert "Seeds split between the shortcut and scanning" in md
+
+
+def test_false_stops_are_counted_per_seed_and_shown_beside_the_hint(tmp_path):
+    """A made-up stop at step 1 counts, a scan and the hint do not; the table shows the mean and each seed's
+    share, "-" for results written before the figure was kept, and reads odds keys from JSON (strings)
+    and from the aggregate (ints) alike."""
+    from bench.toy_pareto import aggregate, false_stop_rate, to_markdown
+    from conciser import toy_scan
+
+    ps = [p for p in toy_scan.eval_problems(250) if p.stop > 1][:3]
+    name, v, prev, _ = toy_scan._steps(ps[0])[0]
+    rows = [{"problem_id": ps[0].id, "text": toy_scan._completion([f"{name}{v}:{prev} stop."], str(prev))},
+            {"problem_id": ps[1].id, "text": toy_scan.minimal_trace(ps[1])},
+            {"problem_id": ps[2].id, "text": toy_scan.hint_trace(ps[2])}]
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert false_stop_rate(path, "toy-scan") == pytest.approx(1 / 3)
+    assert false_stop_rate(path, "toy") is None
+
+    def rec(method, seed, stops, hints):
+        return {"method": method, "seed": seed, "summary": {**_fake_summary(0.8, 30.0), "hint_by_sure": hints,
+                                                          **({} if stops is None else {"false_stop_rate": stops})}}
+
+    agg = aggregate([rec("base", 0, 0.0, {5: 0.0, 9: 0.5}), rec("lc_r1", 0, 0.3, {5: 0.0, 9: 0.0}),
+                     rec("lc_r1", 1, 0.1, {5: 0.0, 9: 0.0}), rec("kimi", 0, None, {"5": 1.0, "9": 1.0})])
+    assert agg["lc_r1"]["false_stop_rate"] == pytest.approx(0.2) and agg["lc_r1"]["false_stop_by_seed"] == [0.3, 0.1]
+    assert agg["kimi"]["false_stop_rate"] is None
+    agg["kimi"]["hint_by_sure"] = {"5": 1.0, "9": 1.0}   # as read back from the JSON, beside int keys
+    result = {"methods": agg, "machine": {"cpus": 2}, "config": {"steps": 3, "seeds": [0, 1], "base": "/x/b",
+              "problems": 20, "eval_seed": 0}, "runs": [], "mode": "quick", "date": "d", "wall_s": 1.0,
+              "plot": "p.png", "front": None, "split": []}
+    md = to_markdown(result)
+    def line(method):
+        return next(ln for ln in md.splitlines() if ln.startswith(f"| {method} ")).rstrip(" |")
+
+    assert line("lc_r1").endswith("| 0.20 (0.30 0.10)")
+    assert line("kimi").endswith("| 1.00 1.00 | 1.00 | -")
+    assert "False stops: the share of answers whose thinking claims a stop it never reached" in md
 
 
 def test_split_methods_are_those_whose_seeds_end_on_and_off_the_shortcut():

@@ -178,6 +178,20 @@ def test_toy_scan_is_a_dataset_and_a_benchmark():
     assert bench.probe == "</think>\\boxed{"
 
 
+def test_false_stop_is_a_claimed_stop_the_scan_never_reached():
+    p = max(toy_scan.make_problems(50, seed=6, levels=(5,)), key=lambda p: p.stop)
+    assert p.stop > 1
+    name, v, prev, _ = toy_scan._steps(p)[0]
+    made_up = toy_scan._completion([f"{name}{v}:{prev} stop."], str(prev))   # "a3:8 stop." at step 1: a made-up total
+    assert toy_scan.false_stop(p, made_up)
+    assert not toy_scan.false_stop(p, toy_scan.minimal_trace(p))
+    assert not toy_scan.false_stop(p, toy_scan.minimal_trace(p).replace(" stop.", " stop"))
+    assert not any(toy_scan.false_stop(p, toy_scan.hint_trace(p, after=k)) for k in range(p.stop))
+    assert not toy_scan.false_stop(p, toy_scan.verbose_trace(p, random.Random(0), toy_scan.Verbosity(hint_by_sure={})))
+    # only the thinking counts: "stop" after </think> is not a claim
+    assert not toy_scan.false_stop(p, toy_scan.hint_trace(p) + " stop")
+
+
 def test_reached_stop_tells_a_scan_from_giving_up_with_or_without_the_period():
     p = max(toy_scan.make_problems(50, seed=6, levels=(5,)), key=lambda p: p.stop)
     assert toy_scan.reached_stop(p, toy_scan.minimal_trace(p))
