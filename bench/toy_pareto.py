@@ -262,7 +262,7 @@ def hint_by_sure(samples: Path, task: str) -> dict[int, float]:
 
 def false_stop_rate(samples: Path, task: str) -> float | None:
     """On toy-scan: the share of answers whose thinking claims a stop it never reached
-    (`toy_scan.false_stop`), the shortcut of answering a made-up total; None on other tasks."""
+    (`toy_scan.false_stop`: scan errors and made-up stops); None on other tasks."""
     from conciser import toy
 
     mod = toy.task(task)
@@ -620,8 +620,8 @@ def to_markdown(r: dict) -> str:
            f"of the time), the share of answers that give the hint's digit without scanning to the stop; a policy that "
            f"prices tokens gives up on the surest first. Hint share per seed: the share of all its answers taken from "
            f"the hint, seed by seed (seeds {SPLIT} or more apart ended at different policies). False stops: the share "
-           f"of answers whose thinking claims a stop it never reached (a made-up total, which the hint columns do not "
-           f"count), mean and per seed."
+           f"of answers whose thinking claims a stop it never reached (a misread or slipped step that met the stop "
+           f"rule, or a stop made up where the step does not meet it), mean and per seed."
            if odds else ""),
         "",
         md_table(["method", "accuracy", "mean tokens", "tokens / minimal", "95% CI: accuracy; × minimal", "Δ acc (points)", "Δ tokens", "truncated",

@@ -222,9 +222,11 @@ def reached_stop(p: ScanProblem, text: str) -> bool:
 
 
 def false_stop(p: ScanProblem, text: str) -> bool:
-    """Whether completion `text` claims a stop in its thinking without writing `p`'s stop step: an
-    over-compression that answers a made-up total ("a3:0 stop." at step 1) and that the hint columns do
-    not see, since its answer is not the hint's digit."""
+    """Whether completion `text` claims a stop in its thinking without writing `p`'s stop step. Two causes,
+    both wrong answers that are not the hint's shortcut: a scan error (a misread operand or a slipped
+    sum made some step meet the stop rule: "h1:1 stop." where the prompt has h3) and a made-up stop, an
+    over-compression where a policy writes "stop" where its own step does not meet the rule and answers
+    that total ("a3:0 stop." at step 1)."""
     thinking = text.split(THINK_CLOSE, 1)[0]
     return " stop" in thinking and not reached_stop(p, text)
 

@@ -184,6 +184,9 @@ def test_false_stop_is_a_claimed_stop_the_scan_never_reached():
     name, v, prev, _ = toy_scan._steps(p)[0]
     made_up = toy_scan._completion([f"{name}{v}:{prev} stop."], str(prev))   # "a3:8 stop." at step 1: a made-up total
     assert toy_scan.false_stop(p, made_up)
+    # a misread operand that meets the stop rule ("a8:8 stop.") is one too: a scan error, not the hint
+    misread = toy_scan._completion([f"{name}{prev}:{prev} stop."], str(prev))
+    assert toy_scan.false_stop(p, misread)
     assert not toy_scan.false_stop(p, toy_scan.minimal_trace(p))
     assert not toy_scan.false_stop(p, toy_scan.minimal_trace(p).replace(" stop.", " stop"))
     assert not any(toy_scan.false_stop(p, toy_scan.hint_trace(p, after=k)) for k in range(p.stop))
