@@ -319,7 +319,10 @@ def _worker_loop(queue: str) -> None:
     client) are paid once per worker rather than once per method. A claim is an atomic rename.
     """
     todo, claimed = Path(queue) / "todo", Path(queue) / "claimed"
+    parent = os.getppid()
     while True:
+        if os.getppid() != parent:
+            return  # the bench that started us was killed (we were re-parented): claim nothing more
         for f in sorted(todo.glob("*.json")):
             mine = claimed / f"{f.stem}.{os.getpid()}.json"
             try:

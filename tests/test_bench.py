@@ -618,3 +618,18 @@ def test_shortcut_front_runs_from_the_minimal_trace_to_the_hint():
         given = [j == 0 for _, j in sorted(by.items())]
         assert given == sorted(given)
     assert r["hint_tokens"] == toy_scan.minimal_tokens(1) and r["step_tokens"] == 7
+
+
+def test_a_worker_whose_bench_was_killed_claims_nothing_more(tmp_path, monkeypatch):
+    """Killing the bench's process (not its group) re-parents its workers; they must stop claiming specs
+    rather than train the rest of the queue unseen (orphans once trained on for an hour beside a new run)."""
+    from bench import toy_pareto
+
+    todo = tmp_path / "todo"
+    todo.mkdir()
+    (tmp_path / "claimed").mkdir()
+    (todo / "0000.json").write_text("{}")
+    parents = iter([100, 1])   # started under pid 100, then re-parented to init
+    monkeypatch.setattr(toy_pareto.os, "getppid", lambda: next(parents))
+    toy_pareto._worker_loop(str(tmp_path))
+    assert (todo / "0000.json").exists() and not any((tmp_path / "claimed").iterdir())
