@@ -238,6 +238,19 @@ def by_need_quartile(samples: Path, task: str) -> dict[str, dict]:
     return out
 
 
+def _scan_samples(samples: Path, task: str):
+    """(the task's module, [(problem, completion text)] of the eval samples) on toy-scan; (None, []) on a
+    task without the hint and the stop rule."""
+    from conciser import toy
+
+    mod = toy.task(task)
+    if not hasattr(mod, "SURE"):
+        return None, []
+    rows = [json.loads(line) for line in samples.open()]
+    probs = {p.id: p for p in mod.eval_problems(max(250, len(rows)))}
+    return mod, [(probs[r["problem_id"]], r["text"]) for r in rows]
+
+
 def hint_by_sure(samples: Path, task: str) -> dict[int, float]:
     """On toy-scan: the share of answers taken from the hint at each printed odds ({sure: share}), which
     shows whether a policy gives up where the odds make it pay (the surer hints first); {} on other tasks.
@@ -245,32 +258,24 @@ def hint_by_sure(samples: Path, task: str) -> dict[int, float]:
     (`toy_scan.reached_stop`): with or without the hint phrase, since a policy can learn to drop the
     phrase (and the stop step's period: counting "stop." made a policy that drops it look like a
     hint-taker whenever the hint was right)."""
-    from conciser import toy
     from conciser.rewards.grading import extract_answer
 
-    mod = toy.task(task)
-    if not hasattr(mod, "SURE"):
+    mod, pairs = _scan_samples(samples, task)
+    if mod is None:
         return {}
-    rows = [json.loads(line) for line in samples.open()]
-    probs = {p.id: p for p in mod.eval_problems(max(250, len(rows)))}
     taken = {s: [] for s in mod.SURE}
-    for r in rows:
-        p = probs[r["problem_id"]]
-        taken[p.sure].append(extract_answer(r["text"]) == p.hint and not mod.reached_stop(p, r["text"]))
+    for p, text in pairs:
+        taken[p.sure].append(extract_answer(text) == p.hint and not mod.reached_stop(p, text))
     return {s: statistics.fmean(v) for s, v in taken.items() if v}
 
 
 def false_stop_rate(samples: Path, task: str) -> float | None:
     """On toy-scan: the share of answers whose thinking claims a stop it never reached
     (`toy_scan.false_stop`: scan errors and made-up stops); None on other tasks."""
-    from conciser import toy
-
-    mod = toy.task(task)
-    if not hasattr(mod, "false_stop"):
+    mod, pairs = _scan_samples(samples, task)
+    if mod is None or not pairs:
         return None
-    rows = [json.loads(line) for line in samples.open()]
-    probs = {p.id: p for p in mod.eval_problems(max(250, len(rows)))}
-    return statistics.fmean(mod.false_stop(probs[r["problem_id"]], r["text"]) for r in rows) if rows else None
+    return statistics.fmean(mod.false_stop(p, text) for p, text in pairs)
 
 
 def sample_figures(samples: Path, task: str) -> dict:
@@ -560,7 +565,7 @@ def _false_stops(a: dict) -> str:
     """"0.05 (0.00 0.14 0.01)": the mean share of false stops and each seed's; "-" where it was not measured."""
     if a.get("false_stop_rate") is None:
         return "-"
-    seeds = [x for x in a.get("false_stop_by_seed") or []]
+    seeds = a.get("false_stop_by_seed") or []
     return f"{a['false_stop_rate']:.2f}" + (" (" + " ".join("-" if x is None else f"{x:.2f}" for x in seeds) + ")"
                                             if len(seeds) > 1 else "")
 
