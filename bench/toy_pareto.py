@@ -616,7 +616,8 @@ def to_markdown(r: dict) -> str:
            + (", ".join(f"{x['method']} seed {x['seed']}" for x in r["runs"] if x.get("error", "").startswith("not run"))
               or "none") + "."] if (c := cfg.get("collected")) else []),
         "",
-        f"Every method trained {cfg['steps']} steps{_fewer(r)} from the toy base `{Path(cfg['base']).name}` (training seed(s) "
+        f"Every method trained {cfg['steps']} steps{_fewer(r)} from the toy base `{Path(cfg['base']).name}`"
+        + (f" ({n} SFT steps)" if (n := cfg.get("base_sft_steps")) else "") + " (training seed(s) "
         f"{seeds}; mean ± std over seeds where there are several), then evaluated on the same {cfg['problems']} "
         f"held-out toy problems (1 sample each, eval seed {cfg['eval_seed']}, cap {_eval_cap(r)} tokens). "
         f"Sorted by mean tokens. Δ = change against the base. Per level: accuracy / mean tokens "
@@ -696,6 +697,12 @@ def pareto_png(agg: dict[str, dict], path: Path) -> Path:
     return plot(agg, path, kinds, "toy task: accuracy vs length after the same training budget")
 
 
+def base_sft_steps(model: str) -> int | None:
+    """The SFT steps of the toy base at `model` (`--quick` trains from a shorter build); None if it is not one."""
+    meta = Path(model) / "toy_base.json"
+    return json.loads(meta.read_text())["config"]["steps"] if meta.is_file() else None
+
+
 def write(records: list[dict], *, config: dict, quick: bool, wall_s: float, mach: dict,
           out_dir: Path | None = None, curves: dict | None = None) -> dict:
     """Aggregate records, draw the plot, write the table (markdown + JSON); returns the results dict."""
@@ -764,7 +771,7 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
     if model is None:
         from conciser.trainers.toy_sft import base_config, ensure_toy_base
 
-        model = str(ensure_toy_base(base_config(task)))
+        model = str(ensure_toy_base(base_config(task, quick=quick)))
     old = previous_results(quick, out_dir, methods=methods, seeds=seeds, steps=steps, problems=problems, model=model,
                            extra=list(extra or []), task=task) if update else None
     broken, method_steps = {}, {}
@@ -822,7 +829,7 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
         if tmp is not None:
             tmp.cleanup()
     config = {"task": task, "methods": methods, "seeds": seeds, "steps": steps, "problems": problems, "base": model,
-              "eval_seed": 0, "jobs": jobs, "extra_overrides": list(extra or [])}
+              "base_sft_steps": base_sft_steps(model), "eval_seed": 0, "jobs": jobs, "extra_overrides": list(extra or [])}
     if collect:
         config["collected"] = collected
         wall_s = collected["span_s"]   # the stopped run's, not this call's

@@ -1,7 +1,7 @@
 """Trainer overhead: `conciser train` against stock TRL `GRPOTrainer`, same model, data, batch, steps.
 
     python -m bench.trainer_overhead            # the toy-scan base, 64 completions a step, 3 rounds x 8 steps
-    python -m bench.trainer_overhead --quick    # the same, 2 rounds x 5 steps
+    python -m bench.trainer_overhead --quick    # 1 round x 7 steps, from the base's quick build
     python -m bench.trainer_overhead --task toy-chain   # on the first toy task and its base
 
 The toy-scan task by default: the toy Pareto trains on it too, so `make bench` builds one base, not two.
@@ -200,6 +200,9 @@ def _worker_main(conn: Connection, name: str, setup_json: str, out_dir: str) -> 
 
 
 WORKER = "bench.trainer_overhead:_worker_main"
+# --quick: one round (a round's start-up, four processes loading at once, takes about 40 s on 2 cores), so
+# no round-to-round spread; 7 steps give 5 timed steps per configuration
+QUICK_STEPS = 7
 
 
 class _Worker:
@@ -287,8 +290,8 @@ def run(quick: bool = False, *, setup: Setup | None = None, configs: list[str] |
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         work = Path(tmp)
         if setup is None:
-            base = _base(task)
-            setup = Setup(model=base, task=task, steps=5, rounds=2) if quick else Setup(model=base, task=task)
+            base = _base(task, quick)
+            setup = Setup(model=base, task=task, steps=QUICK_STEPS, rounds=1) if quick else Setup(model=base, task=task)
         log(f"trainer overhead: {len(configs)} configs x {setup.rounds} rounds x {setup.steps} steps in lockstep, "
             f"{setup.batch} completions/step, cap {setup.max_completion_length}, load {mach['load_avg_1m']}")
         runs = []
@@ -305,10 +308,10 @@ def run(quick: bool = False, *, setup: Setup | None = None, configs: list[str] |
     return result
 
 
-def _base(task: str) -> str:
+def _base(task: str, quick: bool = False) -> str:
     from conciser.trainers.toy_sft import base_config, ensure_toy_base
 
-    return str(ensure_toy_base(base_config(task)))
+    return str(ensure_toy_base(base_config(task, quick=quick)))
 
 
 def _bootstrap_ratio(xs: list[float], base: list[float], n: int = 2000) -> list[float]:
@@ -384,7 +387,7 @@ def to_markdown(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m bench.trainer_overhead", description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2 rounds x 5 steps instead of 3 x 8")
+    ap.add_argument("--quick", action="store_true", help="1 round x 7 steps instead of 3 x 8, from the base's 1200-step quick build")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None, help="steps per run (the first and last are not counted)")
     ap.add_argument("--out", default=None, help="results folder (default bench/results)")

@@ -93,7 +93,7 @@ def test_toy_pareto_table_and_plot_from_fake_summaries(tmp_path):
         {"method": "l1_exact", "seed": 0, "error": "ValueError: needs RolloutBatch.target_lengths"},
     ]
     config = {"methods": ["laser", "kimi", "l1_exact"], "seeds": [0, 1], "steps": 3, "problems": 20,
-              "base": "/x/toy-base-abc", "eval_seed": 0, "jobs": 2}
+              "base": "/x/toy-base-abc", "base_sft_steps": 1200, "eval_seed": 0, "jobs": 2}
     r = write(records, config=config, quick=True, wall_s=60.0, mach={"cpus": 2}, out_dir=tmp_path)
 
     laser = r["methods"]["laser"]
@@ -111,6 +111,7 @@ def test_toy_pareto_table_and_plot_from_fake_summaries(tmp_path):
     assert laser["accuracy_ci95"] == pytest.approx(0.635, abs=1e-3) and "[0.11, 1.00]" in laser_row
     assert "failed: ValueError" in next(ln for ln in lines if ln.startswith("| l1_exact"))
     assert "hint taken by odds" not in md   # toy-chain summaries have no hint
+    assert "from the toy base `toy-base-abc` (1200 SFT steps) (training" in md
     assert (tmp_path / "toy_pareto.quick.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "toy_pareto.quick.json").read_text())["plot"] == "toy_pareto.quick.png"
 
@@ -633,3 +634,11 @@ def test_a_worker_whose_bench_was_killed_claims_nothing_more(tmp_path, monkeypat
     monkeypatch.setattr(toy_pareto.os, "getppid", lambda: next(parents))
     toy_pareto._worker_loop(str(tmp_path))
     assert (todo / "0000.json").exists() and not any((tmp_path / "claimed").iterdir())
+
+
+def test_toy_pareto_records_the_sft_steps_of_its_base(tmp_path):
+    from bench.toy_pareto import base_sft_steps
+
+    (tmp_path / "toy_base.json").write_text(json.dumps({"task": "toy-scan", "config": {"steps": 1200}}))
+    assert base_sft_steps(str(tmp_path)) == 1200
+    assert base_sft_steps(str(tmp_path / "not-a-toy-base")) is None   # any other model: nothing to report

@@ -41,7 +41,10 @@ ADVERSARIAL = [
     "10^{10^{10}}-10^{10^{10}}+1",
     " + ".join(["1"] * 3000),
 ]
-FULL_ADVERSARIAL_PER_EXPR, QUICK_ADVERSARIAL_PER_EXPR = 3, 1
+# Adversarial items per corpus: each expression 3 times (full); in --quick the first 3 expressions once, about
+# the full corpora's share of them (0.8% and 0.5%; quick 0.7% and 0.4%). Each costs the serial loop a 5 s
+# timeout, so at one of each (2% of the quick bench corpus) they made most of its serial time and its ratio.
+FULL_ADVERSARIAL, QUICK_ADVERSARIAL = 3 * len(ADVERSARIAL), 3
 
 
 @dataclass(frozen=True)
@@ -136,8 +139,7 @@ def build_items(quick: bool = False, seed: int = 0) -> list[Item]:
             Item(gold, _missing(gold, thinking, kind), "missing", src),
         ])
     # A few adversarial answers, each against several problems' golds, spread over the batch.
-    per_expr = QUICK_ADVERSARIAL_PER_EXPR if quick else FULL_ADVERSARIAL_PER_EXPR
-    hosts = rng.sample(range(len(groups)), len(ADVERSARIAL) * per_expr)
+    hosts = rng.sample(range(len(groups)), QUICK_ADVERSARIAL if quick else FULL_ADVERSARIAL)
     for j, host in enumerate(hosts):
         expr, g = ADVERSARIAL[j % len(ADVERSARIAL)], groups[host][0]
         groups[host].append(Item(g.gold, f"<think>\nLet me compute ({g.source}).\n</think>\n\n$\\boxed{{{expr}}}$",
@@ -209,8 +211,7 @@ def build_rl_items(quick: bool = False, seed: int = 0) -> list[Item]:
     for gold, src, _, thinking in _sampled_problems(RL_QUICK_SAMPLE if quick else RL_FULL_SAMPLE, rng):
         groups.append(_rl_group(gold, thinking, src, rng))
     # Adversarial answers replace a completion in some groups (a policy can emit anything).
-    per_expr = QUICK_ADVERSARIAL_PER_EXPR if quick else FULL_ADVERSARIAL_PER_EXPR
-    hosts = rng.sample(range(len(groups)), len(ADVERSARIAL) * per_expr)
+    hosts = rng.sample(range(len(groups)), QUICK_ADVERSARIAL if quick else FULL_ADVERSARIAL)
     for j, host in enumerate(hosts):
         g = groups[host]
         k = rng.randrange(GROUP)

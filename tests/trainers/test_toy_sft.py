@@ -5,12 +5,15 @@ Run: .venv/bin/python -m pytest tests/trainers/test_toy_sft.py   (~20 s)
 import dataclasses
 import json
 import random
+from pathlib import Path
 
 import pytest
 
 from conciser import toy
 from conciser.toy_base_cli import check_toy_base
 from conciser.trainers.toy_sft import ToyBaseConfig, _batches
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +67,19 @@ def test_each_task_has_its_own_base_and_cache_folder():
     assert "task" not in dataclasses.asdict(ToyBaseConfig())  # the chain base keeps its cache key
     with pytest.raises(UserError, match="toy-scan"):
         base_config("toy-scans")
+
+
+def test_quick_benches_train_from_a_shorter_build_of_the_scan_base_cached_apart():
+    from conciser.trainers.toy_sft import base_config, toy_base_dir
+
+    full, quick = base_config("toy-scan"), base_config("toy-scan", quick=True)
+    # only the SFT length differs, so the quick base is the same model trained for fewer steps
+    assert quick.steps == 1200 < full.steps and dataclasses.replace(quick, steps=full.steps) == full
+    assert toy_base_dir(quick) != toy_base_dir(full)
+    # and the full base is still the one the committed toy-scan results were trained from
+    committed = json.loads((REPO / "bench" / "results" / "toy_pareto_toy_scan.json").read_text())
+    assert Path(committed["config"]["base"]).name == toy_base_dir(full).name
+    assert base_config("toy-chain", quick=True) == base_config("toy-chain")  # no shorter chain build
 
 
 @pytest.mark.parametrize("task", ["toy-chain", "toy-scan"])
