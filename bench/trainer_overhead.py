@@ -375,7 +375,7 @@ def to_markdown(r: dict) -> str:
         "",
         f"Model `{Path(s['model']).name}`; {s['batch']} completions a step ({s['batch'] // s['generations']} prompts x "
         f"{s['generations']}), cap {s['max_completion_length']} tokens, {s['n_train']} {s.get('task', 'toy')} prompts, learning rate 0 "
-        f"(the policy stays the same, so every run does the same generation work). {s['rounds']} rounds; in each, the "
+        f"(the policy stays the same, so every run does the same generation work). {s['rounds']} round{'s' if s['rounds'] != 1 else ''}; in each, the "
         f"four runs go in lockstep (step k of each back to back, order rotated every step), {s['steps']} steps per "
         "run, the first and the last not counted. Step = from the gate's go until the run is ready for its next step "
         "(optimizer and logging included); the last column is the same ratio from TRL's own `step_time`.",

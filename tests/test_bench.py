@@ -41,6 +41,22 @@ def test_grading_items_are_distinct_and_cover_every_category():
     assert len(build_items()) >= 2000
 
 
+def test_quick_grading_corpora_keep_the_full_ones_share_and_mix_of_adversarial_answers():
+    from bench.grading import build_items
+    from bench.grading.corpus import build_rl_items
+    from conciser.rewards.grading import extract_answer
+    from conciser.rewards.shortcuts import hopeless
+
+    for build in (build_items, build_rl_items):
+        quick, full = build(quick=True), build()
+        shares = [sum(it.category == "adversarial" for it in c) / len(c) for c in (quick, full)]
+        assert shares[0] == pytest.approx(shares[1], abs=0.003), shares   # 1.0% vs 0.8%; 0.5% vs 0.5%
+        # settled by the batch grader's shortcut or sent to math-verify: 3 to 1 in both
+        mixes = [sorted(hopeless(it.gold, extract_answer(it.completion)) for it in c if it.category == "adversarial")
+                 for c in (quick, full)]
+        assert mixes[0].count(True) == 3 * mixes[0].count(False) and mixes[1].count(True) == 3 * mixes[1].count(False)
+
+
 def test_trainer_overhead_bench_gives_a_ratio_per_configuration(tmp_path):
     from bench.trainer_overhead import Setup, run, tiny_model
 

@@ -41,10 +41,13 @@ ADVERSARIAL = [
     "10^{10^{10}}-10^{10^{10}}+1",
     " + ".join(["1"] * 3000),
 ]
-# Adversarial items per corpus: each expression 3 times (full); in --quick the first 3 expressions once, about
-# the full corpora's share of them (0.8% and 0.5%; quick 0.7% and 0.4%). Each costs the serial loop a 5 s
-# timeout, so at one of each (2% of the quick bench corpus) they made most of its serial time and its ratio.
-FULL_ADVERSARIAL, QUICK_ADVERSARIAL = 3 * len(ADVERSARIAL), 3
+# The adversarial items of each corpus: every expression 3 times (full: 24, 0.8% and 0.5% of the two
+# corpora). --quick: four, about the same share (1.0% and 0.5%) and the same mix: three that the batch
+# grader's `hopeless` shortcut settles and one it must send to math-verify (full: 18 and 6). Each costs the
+# serial loop a 5 s timeout, so one of each expression (2% of the quick bench corpus, 6 of them shortcut)
+# made most of its serial time and its ratio.
+FULL_ADVERSARIAL = ADVERSARIAL * 3
+QUICK_ADVERSARIAL = [*ADVERSARIAL[:3], ADVERSARIAL[6]]
 
 
 @dataclass(frozen=True)
@@ -139,9 +142,9 @@ def build_items(quick: bool = False, seed: int = 0) -> list[Item]:
             Item(gold, _missing(gold, thinking, kind), "missing", src),
         ])
     # A few adversarial answers, each against several problems' golds, spread over the batch.
-    hosts = rng.sample(range(len(groups)), QUICK_ADVERSARIAL if quick else FULL_ADVERSARIAL)
-    for j, host in enumerate(hosts):
-        expr, g = ADVERSARIAL[j % len(ADVERSARIAL)], groups[host][0]
+    exprs = QUICK_ADVERSARIAL if quick else FULL_ADVERSARIAL
+    for expr, host in zip(exprs, rng.sample(range(len(groups)), len(exprs))):
+        g = groups[host][0]
         groups[host].append(Item(g.gold, f"<think>\nLet me compute ({g.source}).\n</think>\n\n$\\boxed{{{expr}}}$",
                                  "adversarial", g.source))
     items = [it for grp in groups for it in grp]
@@ -211,10 +214,10 @@ def build_rl_items(quick: bool = False, seed: int = 0) -> list[Item]:
     for gold, src, _, thinking in _sampled_problems(RL_QUICK_SAMPLE if quick else RL_FULL_SAMPLE, rng):
         groups.append(_rl_group(gold, thinking, src, rng))
     # Adversarial answers replace a completion in some groups (a policy can emit anything).
-    hosts = rng.sample(range(len(groups)), QUICK_ADVERSARIAL if quick else FULL_ADVERSARIAL)
-    for j, host in enumerate(hosts):
+    exprs = QUICK_ADVERSARIAL if quick else FULL_ADVERSARIAL
+    for expr, host in zip(exprs, rng.sample(range(len(groups)), len(exprs))):
         g = groups[host]
         k = rng.randrange(GROUP)
-        g[k] = Item(g[k].gold, f"<think>\nLet me compute ({g[k].source}).\n</think>\n\n$\\boxed{{{ADVERSARIAL[j % len(ADVERSARIAL)]}}}$",
+        g[k] = Item(g[k].gold, f"<think>\nLet me compute ({g[k].source}).\n</think>\n\n$\\boxed{{{expr}}}$",
                     "adversarial", g[k].source)
     return [it for grp in groups for it in grp]
