@@ -2,7 +2,7 @@
 
     python -m bench.toy_pareto --task toy-scan   # every method, 40 steps, seeds 0-2 (`make bench`)
     python -m bench.toy_pareto                   # the same on the first toy task, toy-chain
-    python -m bench.toy_pareto --quick           # 6 methods, 8 steps, 60 problems, seed 0
+    python -m bench.toy_pareto --quick           # 6 methods, 8 steps, 60 problems, seed 0, the base's quick build
     python -m bench.toy_pareto --methods laser,dler --steps 40 --seeds 0,1
     python -m bench.toy_pareto --methods dler,dler_da --update   # re-run two methods into the results
 
@@ -617,7 +617,7 @@ def to_markdown(r: dict) -> str:
               or "none") + "."] if (c := cfg.get("collected")) else []),
         "",
         f"Every method trained {cfg['steps']} steps{_fewer(r)} from the toy base `{Path(cfg['base']).name}`"
-        + (f" ({n} SFT steps)" if (n := cfg.get("base_sft_steps")) else "") + " (training seed(s) "
+        + (f" ({n} SFT steps; " if (n := cfg.get("base_sft_steps")) else " (") + "training seed(s) "
         f"{seeds}; mean ± std over seeds where there are several), then evaluated on the same {cfg['problems']} "
         f"held-out toy problems (1 sample each, eval seed {cfg['eval_seed']}, cap {_eval_cap(r)} tokens). "
         f"Sorted by mean tokens. Δ = change against the base. Per level: accuracy / mean tokens "
@@ -847,7 +847,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--task", default="toy", choices=TASKS, help="the toy task (default toy: toy-chain); results of "
                                                                  "another go to bench/results/toy_pareto_<task>.*")
     ap.add_argument("--quick", action="store_true", help=f"{len(QUICK_METHODS)} methods, {QUICK_STEPS} steps, "
-                                                         f"{QUICK_PROBLEMS} problems")
+                                                         f"{QUICK_PROBLEMS} problems, from the base's quick build (toy_sft.base_config(task, quick=True))")
     ap.add_argument("--methods", default=None, help="comma-separated (default: all, or the quick set)")
     ap.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2; --quick 0)")
     ap.add_argument("--steps", type=int, default=None)

@@ -120,7 +120,7 @@ def build_reference_stats(recipe_name: str, overrides: list[str] | None = None, 
 
 
 def ensure_toy_reference(recipe_name: str, overrides: list[str] | None = None, n: int = TOY_SAMPLES) -> Path | None:
-    """Before `conciser train`: when the recipe's reward scores against reference statistics and its model is the
+    """Before `conciser train`: when the recipe's reward scores against reference statistics and its model is a
     toy base, build them if they are missing, stale (another toy base) or miss training problems. Anything
     else is left to the trainer, which checks the statistics and names `conciser reference-stats` if
     they do not fit. Returns the statistics built, else None."""
@@ -137,7 +137,9 @@ def ensure_toy_reference(recipe_name: str, overrides: list[str] | None = None, n
     if not path:
         return None
     model = model_identity(recipe.model.name_or_path)
-    if model not in {model_identity(task) for task in toy.TASKS} or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    # a toy base: a task's cached one, or any folder `conciser toy-base` built (the quick benches' shorter build)
+    toy_base = model in {model_identity(task) for task in toy.TASKS} or (Path(model) / "toy_base.json").is_file()
+    if not toy_base or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return None
     try:
         load_reference_stats(path).check(model=model, problem_ids=[r["problem_id"] for r in load_rows(recipe.data)],

@@ -127,7 +127,7 @@ def test_toy_pareto_table_and_plot_from_fake_summaries(tmp_path):
     assert laser["accuracy_ci95"] == pytest.approx(0.635, abs=1e-3) and "[0.11, 1.00]" in laser_row
     assert "failed: ValueError" in next(ln for ln in lines if ln.startswith("| l1_exact"))
     assert "hint taken by odds" not in md   # toy-chain summaries have no hint
-    assert "from the toy base `toy-base-abc` (1200 SFT steps) (training" in md
+    assert "from the toy base `toy-base-abc` (1200 SFT steps; training" in md
     assert (tmp_path / "toy_pareto.quick.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "toy_pareto.quick.json").read_text())["plot"] == "toy_pareto.quick.png"
 

@@ -151,8 +151,13 @@ def test_conciser_train_builds_the_toy_statistics_when_missing_or_stale(tiny_toy
     write_reference(stats.parent, {p.id: [(3, True)] for p in toy.train_problems(6)}, model="/another/base")
     assert ensure_toy_reference("toy/adaptthink", [*overrides, "data.n_train=6"], n=2) == stats  # stale
     assert load_reference_stats(stats).model == str(base.resolve())
-    # another model than the toy base: left to the trainer, which names the command
+    # another model than a toy base: left to the trainer, which names the command
     assert ensure_toy_reference("toy/adaptthink", [*overrides, f"model.name_or_path={tiny_toy_model}"]) is None
+    # another toy base's folder (a bench's quick build, a base built elsewhere): built for it
+    other = tmp_path / "other-base"
+    shutil.copytree(base, other)
+    assert ensure_toy_reference("toy/adaptthink", [*overrides, f"model.name_or_path={other}"], n=2) == stats
+    assert load_reference_stats(stats).model == str(other.resolve())
 
 
 def test_the_command_needs_a_reward_with_reference_statistics(capsys):
