@@ -5,6 +5,7 @@
     python -m bench.toy_pareto --quick           # 6 methods, 8 steps, 60 problems, seed 0, the base's quick build
     python -m bench.toy_pareto --methods laser,dler --steps 40 --seeds 0,1
     python -m bench.toy_pareto --methods dler,dler_da --update   # re-run two methods into the results
+    python -m bench.toy_pareto --task toy-scan --out /tmp/lr2e-4 trainer.learning_rate=2e-4   # every recipe overridden
 
 Every method starts from the cached toy base (`conciser toy-base`) with the same training seed and
 the same number of optimizer steps, and is evaluated on the same held-out toy problems
@@ -842,6 +843,20 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
     return write(records, config=config, quick=quick, wall_s=wall_s, mach=mach, out_dir=out_dir, curves=curves)
 
 
+def check_overrides(overrides: list[str], out: str | None) -> None:
+    """Refuse command-line recipe overrides that would write over the committed results, or that no recipe
+    takes (checked on the GRPO row's recipe, before any base is built or model trained)."""
+    from conciser.config import RecipeError, load_recipe
+
+    if out is None:
+        raise SystemExit(f"recipe overrides {overrides} change what the bench measures: give --out DIR for their "
+                         "results (bench/results holds the recipes' own settings)")
+    try:
+        load_recipe(recipe_for(GRPO), overrides)  # a bad key or value fails here, naming the field
+    except RecipeError as exc:
+        raise SystemExit(f"recipe override: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m bench.toy_pareto", description=__doc__.split("\n")[0])
     ap.add_argument("--task", default="toy", choices=TASKS, help="the toy task (default toy: toy-chain); results of "
@@ -863,12 +878,17 @@ def main(argv: list[str] | None = None) -> dict:
                                                            "--keep DIR (a stopped bench); the rest are reported as not run")
     ap.add_argument("--curves", action=argparse.BooleanOptionalAction, default=None,
                     help="budget-forcing curves of the base and the best method's seed-0 model (default: on, off with --quick)")
+    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="recipe overrides applied to every method, as `conciser train` takes them (e.g. "
+                         "trainer.learning_rate=2e-4); needs --out, so the committed results stay the recipes' own")
     args = ap.parse_args(argv)
+    if args.overrides:
+        check_overrides(args.overrides, args.out)
     r = run(args.quick, methods=args.methods.split(",") if args.methods else None,
             seeds=[int(s) for s in args.seeds.split(",")] if args.seeds else None, steps=args.steps,
             problems=args.problems, jobs=args.jobs, model=args.model, out_dir=Path(args.out) if args.out else None,
             work_dir=Path(args.keep) if args.keep else None, update=args.update, task=args.task, collect=args.collect,
-            curves_too=(not args.quick) if args.curves is None else args.curves)
+            curves_too=(not args.quick) if args.curves is None else args.curves, extra=args.overrides or None)
     print(to_markdown(r))
     return r
 

@@ -182,6 +182,32 @@ def test_toy_pareto_update_reruns_only_the_named_methods(tmp_path, monkeypatch, 
                update=True)
 
 
+def test_toy_pareto_cli_passes_recipe_overrides_to_every_method_and_refuses_bad_ones(tmp_path, monkeypatch):
+    import bench.toy_pareto as tp
+
+    seen = {}
+
+    def fake_run(quick, **kw):  # what the command line hands to run(); training is not what this test is about
+        seen.update(kw)
+        return {}
+
+    monkeypatch.setattr(tp, "run", fake_run)
+    monkeypatch.setattr(tp, "to_markdown", lambda r: "")
+    tp.main(["--task", "toy-scan", "--methods", "laser", "--out", str(tmp_path), "trainer.learning_rate=2e-4"])
+    assert seen["extra"] == ["trainer.learning_rate=2e-4"] and seen["out_dir"] == tmp_path
+    seen.clear()
+    tp.main(["--methods", "laser", "--out", str(tmp_path)])
+    assert seen["extra"] is None  # no overrides: the recipes as committed
+    # overrides would otherwise land in bench/results, read as the recipes' own settings
+    with pytest.raises(SystemExit, match="give --out DIR"):
+        tp.main(["--task", "toy-scan", "trainer.learning_rate=2e-4"])
+    # a misspelt key fails before any base is built, naming the field and the fix
+    with pytest.raises(SystemExit, match="trainer.lerning_rate: not a trl.GRPOConfig field; did you mean 'learning_rate'"):
+        tp.main(["--out", str(tmp_path), "trainer.lerning_rate=2e-4"])
+    with pytest.raises(SystemExit, match="is not key=value"):
+        tp.main(["--out", str(tmp_path), "learning_rate"])
+
+
 def test_toy_pareto_runs_resume_from_kept_folders(tmp_path, tiny_toy_model):
     """With a kept work folder, a finished run is reused, a stale result of another spec is not, and a
     crashed run's queue claims do not confuse the next one (real worker processes, base evaluations)."""
