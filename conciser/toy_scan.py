@@ -47,7 +47,6 @@ given a seed; answers are graded by `grade_toy` (the boxed digit).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import random
 from dataclasses import dataclass, field
@@ -83,23 +82,15 @@ LEVELS: dict[int, Level] = {
 WARMUP_LEVEL = Level(k=3, alpha=0.0)
 SURE = (5, 6, 7, 8, 9)     # the hint's printed odds: P(hint == answer) = sure / 10; otherwise another digit
 NAMES = "abcdefghijklmnop"
-# The checked operand (scan-v8): one operand per problem is printed after "?" and is right PRINTED_RIGHT of
-# the time; its exact value is the sum (mod 10) of the digits named CHECK_NAMES at the end of the prompt,
-# which a check adds up like a scan ("c? x2 y5:2=7 z9:7=6 c6:0=6."): 16 tokens more than the plain step.
-PRINTED_RIGHT = 0.75
-CHECK_NAMES = "xyz"
-CHECK_TOKENS = 22
 # About the 90th percentile of the verbose traces' lengths: the base overruns it on late stops only
 # (mostly levels 4-5), as R1-distilled models overrun their caps on the hardest problems.
 DEFAULT_MAX_COMPLETION = 192
 EVAL_SEED = 20261203
 
 
-def minimal_tokens(h: int, checked: int = 0, printed_stops: bool = False) -> int:
-    """Token count of the shortest sure completion of a scan that stops at step h (EOS included), with the
-    "?" step as printed and its check when it is at step `checked` <= h (one token fewer when the printed
-    digit meets the stop rule: "c?2:2 stop." has no result)."""
-    return 7 * h + 6 + (CHECK_TOKENS - printed_stops if 0 < checked <= h else 0)
+def minimal_tokens(h: int) -> int:
+    """Token count of the shortest sure completion of a scan that stops at step h (EOS included)."""
+    return 7 * h + 6
 
 
 @dataclass(frozen=True)
@@ -115,18 +106,11 @@ class ScanProblem:
     answer: str
     stop: int
     minimal_tokens: int
-    checked: int = 0                  # the step (1-based) whose operand is printed after "?"; 0: none
-    printed: int = 0                  # the digit printed there (right PRINTED_RIGHT of the time)
-    parts: tuple[int, ...] = ()       # the CHECK_NAMES digits: their sum mod 10 is that operand
-
-    def shown(self, i: int) -> str:
-        return f"?{self.printed}" if i + 1 == self.checked else str(self.operands[i])
 
     @property
     def prompt(self) -> str:
-        ops = "; ".join(f"{NAMES[i]}{self.shown(i)}" for i in range(len(self.operands)))
-        check = "".join(f" {n}{d}" for n, d in zip(CHECK_NAMES, self.parts))
-        return f"hint:{self.hint} sure:{self.sure}. start={self.start}; {ops}.{check}" + ("." if check else "")
+        ops = "; ".join(f"{NAMES[i]}{v}" for i, v in enumerate(self.operands))
+        return f"hint:{self.hint} sure:{self.sure}. start={self.start}; {ops}."
 
     def to_row(self) -> dict:
         """A dataset row: the column names every conciser dataset uses."""
@@ -163,18 +147,9 @@ def make_problem(rng: random.Random, level: int) -> ScanProblem:
     answer = str(total)
     sure = rng.choice(SURE)
     hint = answer if rng.random() < sure / 10 else str(rng.choice([d for d in range(10) if d != total]))
-    checked, printed, parts = 0, 0, ()
-    if level != 0:   # the warm-up scans (the start of the base's curriculum) have no "?" operand
-        checked = rng.randint(1, lv.k)
-        true = operands[checked - 1]
-        printed = true if rng.random() < PRINTED_RIGHT else rng.choice([d for d in range(10) if d != true])
-        head = [rng.randrange(10) for _ in CHECK_NAMES[:-1]]
-        parts = (*head, (true - sum(head)) % 10)
-    before = scan(start, operands[: checked - 1])[1]   # the total the "?" step adds to
-    p = ScanProblem("", level, start, tuple(operands), hint, sure, answer, stop,
-                    minimal_tokens(stop, checked, printed == before), checked, printed, parts)
+    p = ScanProblem("", level, start, tuple(operands), hint, sure, answer, stop, minimal_tokens(stop))
     pid = f"scan-L{level}-" + hashlib.sha1(f"{level}:{p.prompt}".encode()).hexdigest()[:10]
-    return dataclasses.replace(p, id=pid)
+    return ScanProblem(pid, level, start, p.operands, hint, sure, answer, stop, p.minimal_tokens)
 
 
 def make_problems(n: int, seed: int, levels: tuple[int, ...] = tuple(LEVELS), exclude: set[str] = frozenset()) -> list[ScanProblem]:
@@ -210,9 +185,6 @@ class Verbosity:
     # none; traces that take it in 25-50% of the surest problems are a base that prices the odds
     # (measured in bench/README.md, "What the toy shows").
     hint_by_sure: dict[int, float] = field(default_factory=lambda: {8: 0.25, 9: 0.5})
-    # per problem: trust the "?" operand as printed (no check; wrong 1 - PRINTED_RIGHT of the time), so the
-    # shortcut of skipping the check is in the base for RL to weigh against its price in accuracy
-    p_trust: float = 0.25
 
 
 FILLERS = toy.FILLERS
@@ -229,48 +201,8 @@ def _steps(p: ScanProblem) -> list[tuple[str, int, int, int | None]]:
     return out
 
 
-def _step(name: str, v, prev: int, result: int | None) -> str:
+def _step(name: str, v: int, prev: int, result: int | None) -> str:
     return f"{name}{v}:{prev} stop." if result is None else f"{name}{v}:{prev}={result}."
-
-
-def _check(p: ScanProblem) -> str:
-    """The check of the "?" operand: its digits added up like a scan ("x2 y5:2=7 z9:7=6")."""
-    out, total = [f"{CHECK_NAMES[0]}{p.parts[0]}"], p.parts[0]
-    for n, d in zip(CHECK_NAMES[1:], p.parts[1:]):
-        out.append(f"{n}{d}:{total}={(total + d) % 10}")
-        total = (total + d) % 10
-    return " ".join(out)
-
-
-def _trusted(p: ScanProblem, prev: int) -> str:
-    """The "?" step as printed ("c?5:2=7."), which a check then verifies."""
-    return _step(f"{NAMES[p.checked - 1]}?", p.printed, prev, None if p.printed == prev else (prev + p.printed) % 10)
-
-
-def _sure_steps(p: ScanProblem) -> list[str]:
-    """The written steps of the shortest sure scan: each step; at the "?" one, the step as printed, its check,
-    then the step with the checked operand ("c?5:2=7. x7 y1:7=8 z0:8=8 c8:2=0.")."""
-    out = []
-    for i, s in enumerate(_steps(p)):
-        if i + 1 == p.checked:
-            out += [_trusted(p, s[2]), _check(p)]
-        out.append(_step(*s))
-    return out
-
-
-def _trusting_steps(p: ScanProblem) -> tuple[list[tuple], str]:
-    """(steps as (name, shown operand, before, after or None), answer) of a scan that trusts the printed
-    "?" operand, to its own stop (or the last operand): right when the print is, or by luck."""
-    out, total = [], p.start
-    for i, v in enumerate(p.operands):
-        seen = p.printed if i + 1 == p.checked else v
-        shown = f"?{seen}" if i + 1 == p.checked else seen
-        if seen == total:
-            out.append((NAMES[i], shown, total, None))
-            return out, str(total)
-        out.append((NAMES[i], shown, total, (total + seen) % 10))
-        total = (total + seen) % 10
-    return out, str(total)
 
 
 def _completion(parts: list[str], answer: str) -> str:
@@ -279,22 +211,14 @@ def _completion(parts: list[str], answer: str) -> str:
 
 
 def minimal_trace(p: ScanProblem) -> str:
-    return _completion(_sure_steps(p), p.answer)
-
-
-def trusting_trace(p: ScanProblem) -> str:
-    """The shortcut of skipping the check: the "?" operand taken as printed."""
-    steps, answer = _trusting_steps(p)
-    return _completion([_step(*s) for s in steps], answer)
+    return _completion([_step(*s) for s in _steps(p)], p.answer)
 
 
 def reached_stop(p: ScanProblem, text: str) -> bool:
-    """Whether completion `text` wrote `p`'s stop step ("c0:0 stop", or "c?0:0 stop" where the print of the
-    "?" operand is trusted and right), with or without its period: a concise policy can learn to drop the
-    period, so the period cannot tell a scan from a guess."""
+    """Whether completion `text` wrote `p`'s stop step ("c0:0 stop"), with or without its period: a
+    concise policy can learn to drop the period, so the period cannot tell a scan from a guess."""
     name, v, prev, _ = _steps(p)[-1]
-    tail = f"{v}:{prev} stop"
-    return f"{name}{tail}" in text or f"{name}?{tail}" in text
+    return _step(name, v, prev, None)[:-1] in text
 
 
 def false_stop(p: ScanProblem, text: str) -> bool:
@@ -309,11 +233,7 @@ def false_stop(p: ScanProblem, text: str) -> bool:
 
 def hint_trace(p: ScanProblem, after: int = 0) -> str:
     """The shortcut: the first `after` steps (plain), then the hint as the answer (right sure/10 of the time)."""
-    parts = []
-    for i, s in enumerate(_steps(p)[:after]):
-        parts += [_trusted(p, s[2]), _check(p)] if i + 1 == p.checked else []
-        parts.append(_step(*s))
-    return _completion(parts + [HINT_PHRASE], p.hint)
+    return _completion([_step(*s) for s in _steps(p)[:after]] + [HINT_PHRASE], p.hint)
 
 
 def verbose_trace(p: ScanProblem, rng: random.Random, style: Verbosity = Verbosity()) -> str:
@@ -321,16 +241,11 @@ def verbose_trace(p: ScanProblem, rng: random.Random, style: Verbosity = Verbosi
     steps = _steps(p)
     if rng.random() < style.hint_by_sure.get(p.sure, 0.0):
         return hint_trace(p, after=rng.randrange(len(steps)))
-    answer = p.answer
-    if rng.random() < style.p_trust:
-        steps, answer = _trusting_steps(p)
     out: list[str] = []
     if rng.random() < style.p_opening:
         out.append(rng.choice(FILLERS))
-    for i, s in enumerate(steps):
+    for s in steps:
         name, v, prev, result = s
-        if i + 1 == p.checked and isinstance(v, int):
-            out += [_trusted(p, prev), _check(p)]
         if result is not None and rng.random() < style.p_slip:
             wrong = (result + rng.randrange(1, 10)) % 10
             out += [_step(name, v, prev, wrong), "wait, check", _step(*s), "fix."]
@@ -342,7 +257,7 @@ def verbose_trace(p: ScanProblem, rng: random.Random, style: Verbosity = Verbosi
             out += [rng.choice(FILLERS) for _ in range(rng.randint(1, 2))]
     if rng.random() < style.p_final_pass:
         out += ["wait, let me verify again.", *(_step(*s) for s in steps), "ok."]
-    return _completion(out, answer)
+    return _completion(out, p.answer)
 
 
 def _tokenizer_corpus() -> list[str]:
@@ -351,7 +266,7 @@ def _tokenizer_corpus() -> list[str]:
     for level in LEVELS:
         for _ in range(60):
             p = make_problem(rng, level)
-            texts += [p.prompt, verbose_trace(p, rng), minimal_trace(p), hint_trace(p), trusting_trace(p)]
+            texts += [p.prompt, verbose_trace(p, rng), minimal_trace(p), hint_trace(p)]
     return texts
 
 
