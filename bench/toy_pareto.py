@@ -787,6 +787,9 @@ def run(quick: bool = False, *, methods: list[str] | None = None, seeds: list[in
             _, _, _, args = prepare(recipe_for(m), overrides)
             # a recipe that stops earlier keeps its own length (DLER's: dynamic sampling runs dry on the toy)
             method_steps[m] = min(steps, args.max_steps) if args.max_steps > 0 else steps
+            if method_steps[m] < steps:   # said here, not only under the table: `--steps` alone cannot lift it
+                log(f"{m}: trains {method_steps[m]} steps, not {steps}: its recipe stops there (trainer.max_steps); "
+                    f"to train {steps}, add trainer.max_steps={steps}")
         except Exception as exc:
             broken[m] = f"{type(exc).__name__}: {exc}"
             log(f"{m}: recipe does not validate: {broken[m]}")
